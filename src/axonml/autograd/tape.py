@@ -1,0 +1,1 @@
+"""TensorFlow-style GradientTape on axonml's engine."""

@@ -1,0 +1,19 @@
+"""L0: the only layer that knows NumPy from CuPy.
+
+``Device`` maps to an array module (``device.xp``); the per-device helpers
+below cover the few places where NumPy and CuPy really differ.
+"""
+
+from .device import CPU, Device, as_device, device_of_array
+from .helpers import index_add_at, move_array, special_erf, special_erfinv
+
+__all__ = [
+    "CPU",
+    "Device",
+    "as_device",
+    "device_of_array",
+    "index_add_at",
+    "move_array",
+    "special_erf",
+    "special_erfinv",
+]

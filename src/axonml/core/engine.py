@@ -1,0 +1,323 @@
+"""The reverse-mode engine: runs node backwards in topological order.
+
+Broadcasting and dtype promotion are undone here, once, for every node: a
+gradient is summed down to its input's shape and cast to its input's dtype.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import AutogradError, ShapeError
+from .anomaly import ANOMALY
+from .grad_mode import GRAD_ENABLED
+from .tensor import Tensor
+
+
+class AccumulateGrad:
+    """The node of a leaf tensor: adds the incoming gradient to ``leaf.grad``."""
+
+    num_outputs = 1
+    next_edges: tuple[Any, ...] = ()
+    input_meta: tuple[Any, ...] = ()
+    pre_hooks = None
+    released = False
+    forward_trace = None
+
+    def __init__(self, leaf: Tensor) -> None:
+        self.leaf_ref = weakref.ref(leaf)
+
+    def op_name(self) -> str:
+        return "AccumulateGrad"
+
+    def accumulate(self, grad: Tensor, create_graph: bool) -> None:
+        leaf = self.leaf_ref()
+        if leaf is None:
+            return
+        for hook in leaf._leaf_hooks or ():
+            new = hook(grad)
+            if new is not None:
+                grad = new
+        if not create_graph:
+            grad = grad.detach()
+        if leaf._grad is None:
+            # own the buffer: later accumulation works in place on it
+            leaf._grad = grad if create_graph else _own(grad)
+        elif create_graph:
+            leaf._grad = leaf._grad + grad
+        else:
+            leaf._grad._data += grad._data
+
+
+def _own(grad: Tensor) -> Tensor:
+    """A gradient buffer nobody else holds: the same array may reach several leaves
+    (through add, say), and optimizers update ``.grad`` in place."""
+    return Tensor._make(grad._device.xp.array(grad._data, copy=True), grad._device)
+
+
+def _sum_to(grad: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum ``grad`` down to ``shape``, undoing broadcasting."""
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    if lead < 0:
+        raise ShapeError(f"gradient of shape {grad.shape} cannot be reduced to shape {shape}")
+    dims = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and grad.shape[i + lead] != 1)
+    g = grad.sum(dim=dims, keepdim=True) if dims else grad
+    return g.reshape(shape) if g.shape != shape else g
+
+
+def _toposort(roots: Sequence[Any]) -> list[Any]:
+    """Nodes reachable from ``roots``, each after every node that feeds it a gradient."""
+    order: list[Any] = []
+    seen: set[int] = set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(root.next_edges))]
+        while stack:
+            node, it = stack[-1]
+            for edge in it:
+                if edge is not None and id(edge[0]) not in seen:
+                    seen.add(id(edge[0]))
+                    stack.append((edge[0], iter(edge[0].next_edges)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return order
+
+
+def _needed(order: list[Any], targets: set[int]) -> set[int]:
+    """Ids of the nodes from which some target node can be reached."""
+    needed = set(targets)
+    for node in reversed(order):
+        if any(e is not None and id(e[0]) in needed for e in node.next_edges):
+            needed.add(id(node))
+    return needed
+
+
+def run_backward(
+    outputs: Sequence[Tensor],
+    grad_outputs: Sequence[Tensor | None],
+    retain_graph: bool | None,
+    create_graph: bool,
+    capture: Sequence[Tensor] | None = None,
+    allow_unused: bool = False,
+) -> list[Tensor | None] | None:
+    """Propagate gradients from ``outputs``.
+
+    Without ``capture`` the gradients are accumulated into the leaves'
+    ``.grad``; with it, the gradients reaching those tensors are returned and
+    nothing is accumulated.
+    """
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots: list[tuple[Any, int, Tensor]] = []
+    for out, g in zip(outputs, grad_outputs, strict=True):
+        if not isinstance(out, Tensor):
+            raise TypeError(f"backward needs Tensors, got {type(out).__name__}")
+        if not out._requires_grad:
+            raise AutogradError(
+                "element 0 of tensors does not require grad and does not have a grad_fn: "
+                "nothing to differentiate (did you forget requires_grad=True, or run under no_grad?)"
+            )
+        if g is None:
+            if out._data.size != 1:
+                raise AutogradError(
+                    f"grad can be implicitly created only for scalar outputs; this output has shape {out.shape}: "
+                    "pass gradient= (a tensor of the output's shape)"
+                )
+            g = Tensor._make(out._device.xp.ones_like(out._data), out._device)
+        elif not isinstance(g, Tensor):
+            raise TypeError(f"gradient must be a Tensor, got {type(g).__name__}")
+        elif g.shape != out.shape:
+            raise ShapeError(f"gradient has shape {g.shape} but the output has shape {out.shape}")
+        node, nr = out._edge()
+        roots.append((node, nr, g))
+
+    order = _toposort([r[0] for r in roots])
+    capture_keys: dict[tuple[int, int], int] = {}
+    if capture is not None:
+        for i, t in enumerate(capture):
+            if not isinstance(t, Tensor) or not t._requires_grad:
+                raise AutogradError(f"input {i} of grad() does not require grad")
+            node, nr = t._edge()
+            capture_keys[(id(node), nr)] = i
+        needed = _needed(order, {k[0] for k in capture_keys})
+        order = [n for n in order if id(n) in needed]
+    captured: list[Tensor | None] = [None] * (len(capture) if capture is not None else 0)
+
+    buffers: dict[int, list[Any]] = {}
+    for node, nr, g in roots:
+        _add_to(buffers, node, nr, g)
+
+    prev = GRAD_ENABLED.set(create_graph)
+    try:
+        for node in order:
+            grads = buffers.pop(id(node), None)
+            if grads is None:
+                continue
+            if node.released:
+                raise AutogradError(
+                    f"trying to backward through the graph a second time (at {node.op_name()}): "
+                    "its saved tensors were freed; pass retain_graph=True to the first backward"
+                )
+            _run_prehooks(node, grads)
+            if capture_keys:
+                for nr, g in enumerate(grads):
+                    i = capture_keys.get((id(node), nr))
+                    if i is not None and g is not None:
+                        captured[i] = g
+                if all(e is None for e in node.next_edges) or isinstance(node, AccumulateGrad):
+                    continue
+            if isinstance(node, AccumulateGrad):
+                node.accumulate(grads[0], create_graph)
+                continue
+            _call_node(node, grads, buffers)
+            if not retain_graph:
+                node.release()
+    finally:
+        GRAD_ENABLED.reset(prev)
+
+    if capture is None:
+        return None
+    for i, g in enumerate(captured):
+        if g is None and not allow_unused:
+            raise AutogradError(
+                f"one of the differentiated tensors (input {i}) appears not to have been used in the graph; "
+                "pass allow_unused=True if this is intended"
+            )
+    return captured
+
+
+def _add_to(buffers: dict[int, list[Any]], node: Any, nr: int, g: Tensor) -> None:
+    buf = buffers.get(id(node))
+    if buf is None:
+        buf = buffers[id(node)] = [None] * node.num_outputs
+        buf.append(node)  # keeps the node alive while its gradient waits
+    cur = buf[nr]
+    buf[nr] = g if cur is None else cur + g
+
+
+def _run_prehooks(node: Any, grads: list[Any]) -> None:
+    hooks = node.pre_hooks
+    if not hooks:
+        return
+    for nr, fns in hooks.items():
+        for fn in list(fns):
+            if grads[nr] is None:
+                continue
+            new = fn(grads[nr])
+            if new is not None:
+                grads[nr] = new
+
+
+def _call_node(node: Any, grads: list[Any], buffers: dict[int, list[Any]]) -> None:
+    n_out = node.num_outputs
+    if n_out > 1 and getattr(node, "_materialize", True):
+        for nr in range(n_out):
+            if grads[nr] is None:
+                shape, dtype, device = node.out_meta[nr]
+                grads[nr] = Tensor._make(device.xp.zeros(shape, dtype), device)
+    result = node.backward(*grads[:n_out])
+    if not isinstance(result, tuple):
+        result = (result,)
+    edges = node.next_edges
+    if len(result) != len(edges):
+        raise AutogradError(
+            f"backward of {node.op_name()} returned {len(result)} gradient(s), expected {len(edges)} "
+            "(one per forward argument, None for those without a gradient)"
+        )
+    for edge, g, meta in zip(edges, result, node.input_meta):
+        if edge is None or g is None:
+            continue
+        if not isinstance(g, Tensor):
+            raise AutogradError(f"backward of {node.op_name()} returned a {type(g).__name__}, not a Tensor")
+        shape, dtype = meta
+        if g._data.shape != shape:
+            g = _sum_to(g, shape)
+        if g._data.dtype != dtype:
+            from .dtypes import from_numpy_dtype
+
+            g = g._cast(from_numpy_dtype(dtype))
+        if ANOMALY.enabled and ANOMALY.check_nan:
+            _check_finite(node, g)
+        _add_to(buffers, edge[0], edge[1], g)
+
+
+def _check_finite(node: Any, g: Tensor) -> None:
+    xp = g._device.xp
+    if not bool(xp.isfinite(g._data).all()):
+        where = node.forward_trace or "(the forward call was made before anomaly detection was on)\n"
+        raise AutogradError(
+            f"function {node.op_name()}Backward returned NaN or Inf values in its gradient.\n"
+            f"The forward call that created it:\n{where}"
+        )
+
+
+def backward(
+    tensors: Sequence[Tensor],
+    grad_tensors: Sequence[Tensor | None] | None = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    inputs: Any = None,
+) -> None:
+    """Accumulate gradients of ``tensors`` into the leaves' ``.grad``.
+
+    With ``inputs``, only those tensors receive gradients.
+    """
+    if isinstance(tensors, Tensor):
+        tensors = [tensors]
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors] * len(tensors) if grad_tensors is None else [grad_tensors]
+    if inputs is None:
+        run_backward(tensors, grad_tensors, retain_graph, create_graph)
+        return
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    grads = run_backward(tensors, grad_tensors, retain_graph, create_graph, capture=inputs, allow_unused=True)
+    for t, g in zip(inputs, grads or ()):
+        if g is None:
+            continue
+        if t._grad_fn is not None:
+            if not t._retains_grad:
+                continue
+        g = g if create_graph else g.detach()
+        t._grad = g if t._grad is None else t._grad + g
+
+
+def grad(
+    outputs: Any,
+    inputs: Any,
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool | None = None,
+    materialize_grads: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned (not accumulated).
+
+    As ``torch.autograd.grad``: ``create_graph=True`` records the backward so
+    the result can be differentiated again.
+    """
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None:
+        gos: list[Tensor | None] = [None] * len(outs)
+    elif isinstance(grad_outputs, Tensor):
+        gos = [grad_outputs]
+    else:
+        gos = list(grad_outputs)
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    result = run_backward(outs, gos, retain_graph, create_graph, capture=ins, allow_unused=allow_unused) or []
+    if materialize_grads:
+        result = [
+            g if g is not None else Tensor._make(t._device.xp.zeros_like(t._data), t._device)
+            for g, t in zip(result, ins)
+        ]
+    return tuple(result)

@@ -1,0 +1,399 @@
+"""Graph nodes: the primitives' base class and the user-facing ``autograd.Function``.
+
+A node is created by every op call and doubles as the ``ctx`` its forward and
+backward see. Forward works on raw arrays of the device's array module;
+backward is written with Tensor ops, so with ``create_graph=True`` it records a
+graph of its own and higher derivatives need no extra code.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, ClassVar
+
+from ..errors import AutogradError, DeviceError
+from . import forward_ad as _fwd
+from .anomaly import ANOMALY
+from .dtypes import is_float_np, result_type
+from .grad_mode import GRAD_ENABLED
+from .tensor import Tensor
+
+
+class Node:
+    """A recorded op: the edges to its inputs' nodes and what backward needs.
+
+    ``next_edges[i]`` is ``(node, output_nr)`` for a positional input that
+    requires grad, else ``None``. ``input_meta[i]`` is ``(shape, dtype)`` of
+    that input, used by the engine to undo broadcasting and dtype promotion in
+    one place.
+    """
+
+    name: ClassVar[str] = ""
+    num_outputs: int = 1
+    next_edges: tuple[Any, ...] = ()
+    input_meta: tuple[Any, ...] = ()
+    out_meta: tuple[Any, ...] = ()
+    pre_hooks: dict[int, list[Any]] | None = None
+    released: bool = False
+    forward_trace: str | None = None
+    needs_input_grad: tuple[bool, ...] = ()
+
+    def backward(self, *grads: Tensor) -> tuple[Any, ...] | Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def op_name(self) -> str:
+        return self.name or type(self).__name__
+
+    def release(self) -> None:
+        """Drop what backward needed; a second backward then fails with a clear error."""
+        self.released = True
+        d = self.__dict__
+        for key in ("_inputs", "_out", "_saved"):
+            d.pop(key, None)
+
+    def register_prehook(self, output_nr: int, hook: Any) -> None:
+        if self.pre_hooks is None:
+            self.pre_hooks = {}
+        self.pre_hooks.setdefault(output_nr, []).append(hook)
+
+    def __repr__(self) -> str:
+        return f"<{self.op_name()}Backward>"
+
+
+def _check_version(t: Tensor, version: int, node: Node) -> None:
+    if t._version[0] != version:
+        raise AutogradError(
+            f"a tensor needed by the backward of {node.op_name()} was modified by an in-place "
+            f"operation after it was saved (version {version} then, {t._version[0]} now); "
+            "use an out-of-place op or clone() the tensor first"
+        )
+
+
+class Primitive(Node):
+    """Base of the built-in differentiable ops.
+
+    Subclasses set ``saves`` (what backward reads: ``"inputs"``, ``"output"``,
+    ``"both"`` or ``""``), ``promote`` (binary ops: cast array arguments to the
+    PyTorch result type first) and ``is_view`` (the output shares memory with
+    the first input), and define ``forward(ctx, *arrays)`` and
+    ``backward(ctx, grad)``; ``jvp(ctx, *tangents)`` adds a forward-mode rule.
+    """
+
+    saves: ClassVar[str] = ""
+    promote: ClassVar[bool] = False
+    is_view: ClassVar[bool] = False
+    differentiable: ClassVar[bool] = True
+    changes_device: ClassVar[bool] = False  # forward sets ctx.out_device
+    xp: Any
+
+    @staticmethod
+    def forward(ctx: Any, *args: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args: Any) -> Tensor:
+        ctx = cls.__new__(cls)
+        device = None
+        needs_grad = False
+        has_tangent = False
+        arrays = list(args)
+        for i, a in enumerate(args):
+            if isinstance(a, Tensor):
+                d = a._device
+                if device is None:
+                    device = d
+                elif d is not device:
+                    raise DeviceError(
+                        f"{cls.op_name(ctx)}: expected all tensors on one device, got {device} and {d}"
+                    )
+                arrays[i] = a._data
+                if a._requires_grad:
+                    needs_grad = True
+                if a._tangent is not None:
+                    has_tangent = True
+        if device is None:
+            raise TypeError(f"{cls.op_name(ctx)} needs at least one Tensor argument")
+        if cls.promote:
+            _promote(args, arrays)
+        ctx.device = device
+        ctx.xp = device.xp
+        out_data = cls.forward(ctx, *arrays)
+        record = needs_grad and cls.differentiable and GRAD_ENABLED.get()
+        out = Tensor._make(out_data, ctx.out_device if cls.changes_device else device)
+        if cls.is_view:
+            src: Tensor = args[0]
+            out._version = src._version
+            out._base = src if src._base is None else src._base
+            if record:
+                out._view_fn = _ViewFn(cls, args[1:], src._view_fn if src._base is not None else None)
+        if record and is_float_np(out_data.dtype):
+            ctx.next_edges = tuple(a._edge() if isinstance(a, Tensor) and a._requires_grad else None for a in args)
+            ctx.input_meta = tuple(
+                (a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None for a in args
+            )
+            saves = cls.saves
+            if saves:
+                if saves != "output":
+                    ctx._inputs = args
+                    ctx._versions = tuple(a._version[0] if isinstance(a, Tensor) else 0 for a in args)
+                if saves != "inputs":
+                    ctx._out = (out_data, out._version, out._version[0])
+            if ANOMALY.enabled:
+                ctx.forward_trace = "".join(traceback.format_stack(limit=12)[:-2])
+            out._requires_grad = True
+            out._grad_fn = ctx
+        if has_tangent and _fwd.active():
+            _fwd.propagate(cls, ctx, args, out)
+        return out
+
+    @property
+    def inputs(self) -> tuple[Any, ...]:
+        """The positional arguments of the forward call, checked against in-place changes."""
+        if self.released:
+            raise _freed_error(self)
+        for a, v in zip(self._inputs, self._versions):
+            if isinstance(a, Tensor):
+                _check_version(a, v, self)
+        return self._inputs  # type: ignore[no-any-return]
+
+    def input(self, i: int) -> Any:
+        """Positional argument ``i`` of the forward call, checked against in-place changes.
+
+        Reading only the inputs a gradient needs keeps ``y = x * 3; x[0] = y[0]`` legal,
+        as in PyTorch, where ``x`` itself is not needed by the backward.
+        """
+        if self.released:
+            raise _freed_error(self)
+        a = self._inputs[i]
+        if isinstance(a, Tensor):
+            _check_version(a, self._versions[i], self)
+        return a
+
+    @property
+    def output(self) -> Tensor:
+        """The forward result, re-attached to this node so second derivatives flow through it."""
+        if self.released:
+            raise _freed_error(self)
+        data, box, version = self._out
+        if box[0] != version:
+            raise AutogradError(
+                f"the output of {self.op_name()}, needed by its backward, was modified by an in-place "
+                "operation; use an out-of-place op or clone() it first"
+            )
+        t = Tensor._make(data, self.device)
+        t._version = box
+        if GRAD_ENABLED.get() and "next_edges" in self.__dict__:
+            t._requires_grad = True
+            t._grad_fn = self
+        return t
+
+
+class _ViewFn:
+    """Replays the chain of view ops from a base tensor to one of its views."""
+
+    __slots__ = ("op", "args", "parent")
+
+    def __init__(self, op: Any, args: tuple[Any, ...], parent: _ViewFn | None) -> None:
+        self.op, self.args, self.parent = op, args, parent
+
+    def __call__(self, base: Tensor) -> Tensor:
+        src = base if self.parent is None else self.parent(base)
+        return self.op.apply(src, *self.args)  # type: ignore[no-any-return]
+
+
+def _freed_error(node: Node) -> AutogradError:
+    return AutogradError(
+        f"trying to backward through the graph a second time (at {node.op_name()}): its saved "
+        "tensors were freed after the first backward; pass retain_graph=True the first time"
+    )
+
+
+_KIND_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2, "V": 2}  # "V": ml_dtypes' bfloat16
+
+
+def _promote(args: tuple[Any, ...], arrays: list[Any]) -> None:
+    """Cast array arguments (in ``arrays``) to PyTorch's result dtype of ``args``."""
+    first = None
+    uniform = True
+    scalar_cat = -1
+    for a in args:
+        if isinstance(a, Tensor):
+            dt = a._data.dtype
+            if first is None:
+                first = dt
+            elif dt != first:
+                uniform = False
+        elif isinstance(a, bool):
+            scalar_cat = max(scalar_cat, 0)
+        elif isinstance(a, int):
+            scalar_cat = max(scalar_cat, 1)
+        else:
+            scalar_cat = 2
+    if uniform and first is not None and scalar_cat <= _KIND_CATEGORY[first.kind]:
+        return  # NumPy's weak Python scalars already give PyTorch's answer
+    target = result_type(*args).np
+    for i, a in enumerate(args):
+        if isinstance(a, Tensor) and a._data.dtype != target:
+            arrays[i] = a._data.astype(target)
+
+
+class FunctionCtx(Node):
+    """The ``ctx`` of a user-defined :class:`Function`."""
+
+    def save_for_backward(self, *tensors: Tensor | None) -> None:
+        """Save tensors for backward; they are checked for in-place changes when read back."""
+        self._saved = [(t, t._version[0] if t is not None else 0, None) for t in tensors]
+
+    @property
+    def saved_tensors(self) -> tuple[Tensor | None, ...]:
+        if self.released:
+            raise _freed_error(self)
+        result: list[Tensor | None] = []
+        for t, v, out_nr in getattr(self, "_saved", ()):
+            if t is None:
+                result.append(None)
+                continue
+            _check_version(t, v, self)
+            if out_nr is not None and GRAD_ENABLED.get():
+                # an output saved before it was attached: re-attach a fresh alias
+                alias = Tensor._make(t._data, t._device)
+                alias._version = t._version
+                alias._requires_grad = True
+                alias._grad_fn = self
+                alias._output_nr = out_nr
+                t = alias
+            result.append(t)
+        return tuple(result)
+
+    def mark_non_differentiable(self, *tensors: Tensor) -> None:
+        """Outputs that get no gradient (e.g. indices); they do not require grad."""
+        self._non_diff = {id(t) for t in tensors}
+
+    def mark_dirty(self, *tensors: Tensor) -> None:
+        """Inputs that forward modified in place (their version is bumped)."""
+        for t in tensors:
+            t._version[0] += 1
+
+    def set_materialize_grads(self, value: bool) -> None:
+        """With False, backward receives ``None`` for outputs that got no gradient."""
+        self._materialize = value
+
+
+class Function(FunctionCtx):
+    """A user-defined differentiable op, as ``torch.autograd.Function``.
+
+    Define ``forward(ctx, *args)`` (Tensors in, Tensors out; runs without
+    recording) and ``backward(ctx, *grad_outputs)`` (one gradient or ``None``
+    per forward argument), both static, then call ``MyOp.apply(*args)``.
+    Optionally define ``jvp(ctx, *tangents)`` for forward mode.
+
+    If backward is written with axonml ops it is differentiable again
+    (``create_graph=True`` works). If it is not (it goes through NumPy), wrap
+    it with :func:`once_differentiable`: a second derivative then raises.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError("a Function subclass must define forward(ctx, ...)")
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:  # type: ignore[override]  # pragma: no cover
+        raise NotImplementedError("a Function subclass must define backward(ctx, ...)")
+
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Any:
+        ctx = cls.__new__(cls)
+        tensor_args = [a for a in args if isinstance(a, Tensor)]
+        devices = {t._device for t in tensor_args}
+        if len(devices) > 1:
+            names = " and ".join(sorted(str(d) for d in devices))
+            raise DeviceError(f"{cls.__name__}: expected all tensors on one device, got {names}")
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
+        from .grad_mode import no_grad
+
+        with no_grad():
+            outputs = cls.forward(ctx, *args, **kwargs)
+        single = not isinstance(outputs, tuple)
+        outs = (outputs,) if single else outputs
+        record = any(ctx.needs_input_grad) and GRAD_ENABLED.get()
+        if record:
+            ctx.next_edges = tuple(
+                a._edge() if isinstance(a, Tensor) and a._requires_grad else None for a in args
+            )
+            ctx.input_meta = tuple(
+                (a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None for a in args
+            )
+            ctx.num_outputs = len(outs)
+            ctx.out_meta = tuple((o._data.shape, o._data.dtype, o._device) if isinstance(o, Tensor) else None for o in outs)
+            if ANOMALY.enabled:
+                ctx.forward_trace = "".join(traceback.format_stack(limit=12)[:-2])
+        non_diff = getattr(ctx, "_non_diff", set())
+        wrapped = []
+        saved_ids = {id(t): i for i, (t, _, _) in enumerate(getattr(ctx, "_saved", ())) if t is not None}
+        for nr, o in enumerate(outs):
+            if not isinstance(o, Tensor):
+                wrapped.append(o)
+                continue
+            if any(o is a for a in tensor_args):
+                o = o.view_as(o)  # an input returned as is becomes a new alias, as in PyTorch
+            diff = record and id(o) not in non_diff and is_float_np(o._data.dtype)
+            if diff:
+                o._requires_grad = True
+                o._grad_fn = ctx
+                o._output_nr = nr
+            if id(o) in saved_ids:
+                # store outputs saved for backward by data only, to avoid a reference cycle
+                i = saved_ids[id(o)]
+                alias = Tensor._make(o._data, o._device)
+                alias._version = o._version
+                ctx._saved[i] = (alias, o._version[0], nr if diff else None)
+            wrapped.append(o)
+        if _fwd.active() and any(a._tangent is not None for a in tensor_args):
+            _fwd.propagate_function(cls, ctx, args, wrapped)
+        return wrapped[0] if single else tuple(wrapped)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.__name__
+
+
+def once_differentiable(backward: Any) -> Any:
+    """Mark a Function's backward as not differentiable itself.
+
+    The backward then runs without recording, and a second derivative through
+    it raises a clear error instead of silently returning zero.
+    """
+    import functools
+
+    from .grad_mode import no_grad
+
+    @functools.wraps(backward)
+    def wrapper(ctx: Any, *grads: Any) -> Any:
+        create_graph = GRAD_ENABLED.get()
+        with no_grad():
+            result = backward(ctx, *grads)
+        if not create_graph:
+            return result
+        results = result if isinstance(result, tuple) else (result,)
+        grad_tensors = [g for g in grads if isinstance(g, Tensor)]
+        return tuple(
+            _OnceDifferentiable.apply(r, ctx, *grad_tensors) if isinstance(r, Tensor) else r for r in results
+        )
+
+    return wrapper
+
+
+class _OnceDifferentiable(Primitive):
+    """Identity whose backward refuses: stands for a backward that cannot be differentiated."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, origin: Any, *grads: Any) -> Any:
+        # recorded because the incoming grads require grad; x itself is plain data
+        ctx.origin = origin
+        return x
+
+    def backward(self, grad: Tensor) -> Any:
+        raise AutogradError(
+            f"the backward of {self.origin.op_name()} is marked once_differentiable: "
+            "it cannot be differentiated again"
+        )

@@ -1,0 +1,417 @@
+"""Tensor methods and operators backed directly by primitives, and in-place ops.
+
+Composed ops (mean, var, softmax, ...) are bound by ``axonml.ops``. In-place
+ops compute out of place under autograd, write the result into the tensor's
+memory, bump its version and rebase its history (and its base's, for a view).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import AutogradError, IndexingError, ShapeError
+from .grad_mode import GRAD_ENABLED
+from .prims import binary as B
+from .prims import elementwise as E
+from .prims import matmul as M
+from .prims import movement as V
+from .prims import reduction as R
+from .tensor import Tensor, _wrap_dim
+
+
+# ----- argument normalization ------------------------------------------------------
+def norm_dims(dim: Any, ndim: int) -> tuple[int, ...]:
+    """``dim`` (None, int or sequence) as a sorted tuple of non-negative axes."""
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, int):
+        return (_wrap_dim(dim, ndim),)
+    dims = tuple(_wrap_dim(d, ndim) for d in dim)
+    if len(set(dims)) != len(dims):
+        raise ShapeError(f"dimension repeated in {tuple(dim)}")
+    return tuple(sorted(dims))
+
+
+def shape_arg(shape: Any) -> tuple[int, ...]:
+    """Accept ``f(2, 3)``, ``f((2, 3))`` and ``f([2, 3])`` alike."""
+    if len(shape) == 1 and not isinstance(shape[0], int):
+        shape = shape[0]
+    return tuple(int(s) for s in shape)
+
+
+def _resolve_shape(shape: tuple[int, ...], numel: int, old: tuple[int, ...]) -> tuple[int, ...]:
+    if shape.count(-1) > 1:
+        raise ShapeError(f"only one dimension can be -1 in {shape}")
+    known = 1
+    for s in shape:
+        if s != -1:
+            known *= s
+    if -1 in shape:
+        if known == 0 or numel % known:
+            raise ShapeError(f"shape {shape} is invalid for input of size {numel} (shape {old})")
+        shape = tuple(numel // known if s == -1 else s for s in shape)
+    elif known != numel:
+        raise ShapeError(f"shape {shape} is invalid for input of size {numel} (shape {old})")
+    return shape
+
+
+# ----- movement ---------------------------------------------------------------------
+def reshape(x: Tensor, *shape: Any) -> Tensor:
+    """Same data, new shape (a view when the layout allows)."""
+    new = _resolve_shape(shape_arg(shape), x._data.size, x._data.shape)
+    if new == x._data.shape:
+        return x
+    return V.Reshape.apply(x, new)
+
+
+def view(x: Tensor, *shape: Any) -> Tensor:
+    """Like reshape, but the tensor must be laid out so that no copy is needed."""
+    if len(shape) == 1 and not isinstance(shape[0], int | tuple | list):
+        from .dtypes import as_dtype
+
+        return x._cast(as_dtype(shape[0]))
+    new = _resolve_shape(shape_arg(shape), x._data.size, x._data.shape)
+    out = V.Reshape.apply(x, new)
+    if x._data.size and not x._device.xp.shares_memory(out._data, x._data):
+        raise ShapeError(
+            f"view size {new} is not compatible with the input's strides; use .reshape(...) instead"
+        )
+    return out
+
+
+def permute(x: Tensor, *dims: Any) -> Tensor:
+    d = tuple(_wrap_dim(i, x.ndim) for i in shape_arg(dims)) if dims else ()
+    if sorted(d) != list(range(x.ndim)):
+        raise ShapeError(f"permute: {shape_arg(dims)} is not a permutation of {x.ndim} dimensions")
+    return V.Permute.apply(x, d)
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    n = x.ndim
+    if n < 2 and dim0 in (0, -1) and dim1 in (0, -1):
+        return x
+    perm = list(range(n))
+    a, b = _wrap_dim(dim0, n), _wrap_dim(dim1, n)
+    perm[a], perm[b] = perm[b], perm[a]
+    return V.Permute.apply(x, tuple(perm))
+
+
+def expand(x: Tensor, *shape: Any) -> Tensor:
+    """Broadcast to ``shape`` without copying (-1 keeps a dimension)."""
+    target = shape_arg(shape)
+    lead = len(target) - x.ndim
+    if lead < 0:
+        raise ShapeError(f"expand: target {target} has fewer dimensions than the tensor {x.shape}")
+    full = []
+    for i, s in enumerate(target):
+        if s == -1:
+            if i < lead:
+                raise ShapeError("expand: -1 is not allowed for a new leading dimension")
+            s = x.shape[i - lead]
+        elif i >= lead and x.shape[i - lead] not in (1, s):
+            raise ShapeError(f"expand: cannot expand shape {x.shape} to {target}")
+        full.append(s)
+    full_t = tuple(full)
+    return x if full_t == x.shape else V.Expand.apply(x, full_t)
+
+
+def squeeze(x: Tensor, dim: Any = None) -> Tensor:
+    if dim is None:
+        new = tuple(s for s in x.shape if s != 1)
+    else:
+        dims = norm_dims(dim, x.ndim)
+        new = tuple(s for i, s in enumerate(x.shape) if not (i in dims and s == 1))
+    return reshape(x, new)
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    d = _wrap_dim(dim, x.ndim + 1)
+    return V.Reshape.apply(x, x.shape[:d] + (1,) + x.shape[d:])
+
+
+def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
+    d = _wrap_dim(dim, x.ndim)
+    if start < 0:
+        start += x.shape[d]
+    if not 0 <= start <= start + length <= x.shape[d]:
+        raise IndexingError(f"narrow: [{start}, {start + length}) is out of range for size {x.shape[d]}")
+    index = (slice(None),) * d + (slice(start, start + length),)
+    return V.GetItemView.apply(x, index)
+
+
+# ----- indexing ------------------------------------------------------------------------
+def _normalize_index(x: Tensor, index: Any) -> tuple[Any, bool]:
+    """The index with Tensors turned into arrays on x's device, and whether it is basic."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    out = []
+    basic = True
+    xp = x._device.xp
+    for item in index:
+        if isinstance(item, Tensor):
+            if item._device is not x._device:
+                from ..errors import DeviceError
+
+                raise DeviceError(f"indexing a {x._device} tensor with a {item._device} index tensor")
+            if item._data.dtype.kind not in "biu":
+                raise IndexingError(f"tensors used as indices must be integer or bool, got {item.dtype}")
+            item = item._data
+            basic = False
+        elif isinstance(item, list | tuple):
+            item = xp.asarray(item)
+            basic = False
+        elif hasattr(item, "__array_interface__") or hasattr(item, "__cuda_array_interface__"):
+            item = xp.asarray(item)
+            basic = False
+        elif isinstance(item, bool):
+            basic = False
+        out.append(item)
+    return tuple(out), basic
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    idx, basic = _normalize_index(x, index)
+    try:
+        return (V.GetItemView if basic else V.GetItem).apply(x, idx)
+    except IndexError as e:
+        raise IndexingError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {e}") from None
+
+
+def setitem(x: Tensor, index: Any, value: Any) -> None:
+    idx, _ = _normalize_index(x, index)
+    if isinstance(value, Tensor) and value._device is not x._device:
+        from ..errors import DeviceError
+
+        raise DeviceError(f"assigning a {value._device} tensor into a {x._device} tensor")
+    track = GRAD_ENABLED.get() and (x._requires_grad or (isinstance(value, Tensor) and value._requires_grad))
+    if not track:
+        _check_writable(x, "__setitem__")
+        try:
+            x._data[idx] = value._data if isinstance(value, Tensor) else value
+        except (IndexError, ValueError) as e:
+            raise IndexingError(f"x[{index!r}] = ... failed for a tensor of shape {x.shape}: {e}") from None
+        x._version[0] += 1
+        return
+    if isinstance(value, Tensor) and value.dtype != x.dtype:
+        value = value._cast(x.dtype)
+    apply_inplace(x, V.IndexPut.apply(x.clone() if x._requires_grad else x.detach(), idx, value), "__setitem__")
+
+
+# ----- in-place machinery ---------------------------------------------------------------
+def _check_writable(x: Tensor, op: str) -> None:
+    if GRAD_ENABLED.get() and x._requires_grad and x._grad_fn is None:
+        raise AutogradError(
+            f"{op}: a leaf tensor that requires grad cannot be modified in place; "
+            "wrap the update in `with axonml.no_grad():`"
+        )
+
+
+def apply_inplace(x: Tensor, result: Tensor, op: str) -> Tensor:
+    """Write ``result`` into ``x``'s memory and make ``result``'s history ``x``'s."""
+    _check_writable(x, op)
+    if result.shape != x.shape:
+        raise ShapeError(f"{op}: result of shape {result.shape} cannot be written into a tensor of shape {x.shape}")
+    xp = x._device.xp
+    if result._data.dtype != x._data.dtype and not xp.can_cast(result._data.dtype, x._data.dtype, "same_kind"):
+        from ..errors import DTypeError
+
+        raise DTypeError(f"{op}: result type {result.dtype} can't be cast to the tensor's dtype {x.dtype}")
+    xp.copyto(x._data, result._data, casting="unsafe")
+    x._version[0] += 1
+    if result._requires_grad and GRAD_ENABLED.get():
+        node_result = result if result._data.dtype == x._data.dtype else result._cast(x.dtype)
+        base = x._base
+        if base is not None and base._requires_grad:
+            if base._grad_fn is None:
+                raise AutogradError(
+                    f"{op}: a view of a leaf tensor that requires grad cannot be modified in place"
+                )
+            if x._view_fn is None:
+                raise AutogradError(
+                    f"{op}: in-place write into a view of a tensor that requires grad, but the view was "
+                    "made without recording; make the view with grad enabled, or clone() it first"
+                )
+            _rebase_view(x, base, node_result)
+        else:
+            x._grad_fn, x._output_nr, x._requires_grad = node_result._grad_fn, node_result._output_nr, True
+    return x
+
+
+def _rebase_view(view_t: Tensor, base: Tensor, new_value: Tensor) -> None:
+    """After an in-place write through a view, give the base the history of the write."""
+    from .prims.viewscatter import ViewScatter
+
+    new_base = ViewScatter.apply(_alias(base), new_value, view_t._view_fn)
+    base._grad_fn, base._output_nr, base._requires_grad = new_base._grad_fn, 0, True
+    regenerated = view_t._view_fn(base)
+    view_t._grad_fn, view_t._output_nr, view_t._requires_grad = regenerated._grad_fn, 0, True
+
+
+def _alias(t: Tensor) -> Tensor:
+    a = Tensor._make(t._data, t._device)
+    a._grad_fn, a._output_nr, a._requires_grad, a._version = t._grad_fn, t._output_nr, True, t._version
+    return a
+
+
+def inplace_binary(prim: Any, op: str) -> Any:
+    ufunc = {"add_": "add", "sub_": "subtract", "mul_": "multiply", "div_": "true_divide"}.get(op)
+
+    def method(self: Tensor, other: Any, *, alpha: Any = None) -> Tensor:
+        if alpha is not None:
+            other = other * alpha
+        if isinstance(other, Tensor) and other._device is not self._device and other.ndim > 0:
+            from ..errors import DeviceError
+
+            raise DeviceError(f"{op}: tensors on {self._device} and {other._device}")
+        track = GRAD_ENABLED.get() and (self._requires_grad or (isinstance(other, Tensor) and other._requires_grad))
+        if not track and ufunc is not None:
+            # the fast path: one ufunc writing straight into this tensor's memory
+            xp = self._device.xp
+            o = other._data if isinstance(other, Tensor) else other
+            try:
+                getattr(xp, ufunc)(self._data, o, out=self._data, casting="same_kind")
+            except (TypeError, ValueError) as e:
+                raise _inplace_error(op, self, other, e) from None
+            self._version[0] += 1
+            return self
+        src = self.clone() if self._requires_grad else self.detach()
+        return apply_inplace(self, prim.apply(src, other), op)
+
+    method.__name__ = op
+    method.__doc__ = f"In-place ``{op[:-1]}``: writes the result into this tensor and returns it."
+    return method
+
+
+def _inplace_error(op: str, x: Tensor, other: Any, e: Exception) -> Exception:
+    from ..errors import DTypeError
+
+    shape = getattr(other, "shape", ())
+    if "broadcast" in str(e) or "shape" in str(e):
+        return ShapeError(f"{op}: a value of shape {tuple(shape)} cannot be written into shape {x.shape}")
+    return DTypeError(f"{op}: {e}")
+
+
+def inplace_unary(fn: Any, op: str) -> Any:
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        src = self.clone() if self._requires_grad and GRAD_ENABLED.get() else self.detach()
+        return apply_inplace(self, fn(src, *args, **kwargs), op)
+
+    method.__name__ = op
+    method.__doc__ = f"In-place ``{op[:-1]}``."
+    return method
+
+
+def zero_(x: Tensor) -> Tensor:
+    """Fill with zeros in place."""
+    return fill_(x, 0)
+
+
+def fill_(x: Tensor, value: Any) -> Tensor:
+    """Fill with ``value`` in place."""
+    if GRAD_ENABLED.get() and (x._requires_grad or isinstance(value, Tensor) and value._requires_grad):
+        v = value if isinstance(value, Tensor) else x.detach() * 0 + value
+        return apply_inplace(x, v.expand(x.shape).clone() if isinstance(value, Tensor) else v, "fill_")
+    x._data[...] = value._data if isinstance(value, Tensor) else value
+    x._version[0] += 1
+    return x
+
+
+def copy_(x: Tensor, src: Tensor) -> Tensor:
+    """Copy ``src`` (broadcast, cast, moved to this device) into this tensor."""
+    if not isinstance(src, Tensor):
+        raise TypeError(f"copy_ needs a Tensor, got {type(src).__name__}")
+    if src._device is not x._device:
+        src = src.to(x._device)
+    if src.dtype != x.dtype:
+        src = src._cast(x.dtype)
+    try:
+        value = expand(src, x.shape)
+    except ShapeError:
+        raise ShapeError(f"copy_: source of shape {src.shape} does not broadcast to {x.shape}") from None
+    if GRAD_ENABLED.get() and (x._requires_grad or src._requires_grad):
+        return apply_inplace(x, V.Clone.apply(value), "copy_")
+    x._data[...] = value._data
+    x._version[0] += 1
+    return x
+
+
+# ----- reductions -----------------------------------------------------------------------
+def sum_(x: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
+    """Sum over ``dim`` (all dimensions by default)."""
+    np_dtype = None
+    if dtype is not None:
+        from .dtypes import as_dtype
+
+        np_dtype = as_dtype(dtype).np
+    return R.Sum.apply(x, norm_dims(dim, x.ndim), keepdim, np_dtype)
+
+
+def amax(x: Tensor, dim: Any = (), keepdim: bool = False) -> Tensor:
+    """Largest value over ``dim`` (all dimensions by default); ties share the gradient."""
+    return R.Amax.apply(x, norm_dims(None if dim == () else dim, x.ndim), keepdim)
+
+
+def amin(x: Tensor, dim: Any = (), keepdim: bool = False) -> Tensor:
+    """Smallest value over ``dim`` (all dimensions by default); ties share the gradient."""
+    return R.Amin.apply(x, norm_dims(None if dim == () else dim, x.ndim), keepdim)
+
+
+def where(cond: Any, a: Any, b: Any) -> Tensor:
+    """Elements of ``a`` where ``cond`` is true, else of ``b`` (broadcast; scalars allowed)."""
+    if isinstance(cond, Tensor) and cond._data.dtype.kind != "b":
+        cond = cond.bool()
+    from .dtypes import result_type
+
+    target = result_type(a, b)
+    if isinstance(a, Tensor) and a.dtype is not target:
+        a = a._cast(target)
+    if isinstance(b, Tensor) and b.dtype is not target:
+        b = b._cast(target)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        ref = cond
+        a = _full_like_scalar(ref, a, target)
+    return B.Where.apply(cond, a, b)
+
+
+def _full_like_scalar(ref: Tensor, value: Any, d: Any) -> Tensor:
+    return Tensor._make(ref._device.xp.asarray(value, dtype=d.np), ref._device)
+
+
+def tensor_where(x: Tensor, cond: Any, other: Any) -> Tensor:
+    """``x.where(cond, other)``: x where cond, else other."""
+    return where(cond, x, other)
+
+
+def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 - PyTorch's names
+    """Limit values to [min, max]; either bound may be None, a number or a tensor."""
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    return B.Clamp.apply(x, min, max)
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """Matrix product with broadcasting over batch dimensions (NumPy's ``matmul`` rules)."""
+    return M.Matmul.apply(a, b)
+
+
+def round_(x: Tensor, decimals: int = 0) -> Tensor:
+    return E.Round.apply(x, decimals)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Concatenate along an existing dimension."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    nd = tensors[0].ndim
+    d = _wrap_dim(dim, nd)
+    ref = tensors[0].shape
+    for t in tensors[1:]:
+        if t.ndim != nd or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != d):
+            raise ShapeError(f"cat: shapes {ref} and {t.shape} differ outside dimension {dim}")
+    return V.Cat.apply(d, *tensors)
+
+
+def flip(x: Tensor, *dims: Any) -> Tensor:
+    return V.Flip.apply(x, norm_dims(shape_arg(dims) if dims else None, x.ndim))

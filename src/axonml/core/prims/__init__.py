@@ -1,0 +1,1 @@
+"""The differentiable primitives: the only ops with backward code of their own."""

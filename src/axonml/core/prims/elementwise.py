@@ -1,0 +1,333 @@
+"""Elementwise primitives: one Function each, forward on arrays, backward in Tensor ops.
+
+Integer and bool inputs of a floating function (exp, sin, ...) are computed in
+the default float dtype, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ...backend import special_erf, special_erfinv
+from ..dtypes import get_default_dtype, is_float_np
+from ..function import Primitive
+from ..tensor import Tensor
+
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_SQRT_PI_OVER_2 = math.sqrt(math.pi) / 2.0
+
+
+def _as_float(x: Any) -> Any:
+    """Arrays of ints/bools become the default float dtype before a floating op."""
+    return x if is_float_np(x.dtype) else x.astype(get_default_dtype().np)
+
+
+class _FloatUnary(Primitive):
+    """A unary op on floats: subclasses give ``fn(xp, x)`` and ``deriv(ctx)``."""
+
+    @staticmethod
+    def fn(xp: Any, x: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @classmethod
+    def forward(cls, ctx: Any, x: Any) -> Any:  # type: ignore[override]
+        if x.dtype.kind != "f":
+            x = _as_float(x)  # a no-op for bfloat16
+        return cls.fn(ctx.xp, x)
+
+    def deriv(self) -> Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def backward(self, grad: Tensor) -> Tensor:
+        return grad * self.deriv()
+
+    def jvp(self, t: Tensor | None) -> Tensor | None:
+        return None if t is None else t * self.deriv()
+
+
+# ----- unary, derivative from the input ------------------------------------------
+class Log(_FloatUnary):
+    saves = "inputs"
+    fn = staticmethod(lambda xp, x: xp.log(x))
+
+    def deriv(self) -> Tensor:
+        return self.inputs[0].reciprocal()
+
+
+class Log2(_FloatUnary):
+    saves = "inputs"
+    fn = staticmethod(lambda xp, x: xp.log2(x))
+
+    def deriv(self) -> Tensor:
+        return (self.inputs[0] * _LN2).reciprocal()
+
+
+class Log10(_FloatUnary):
+    saves = "inputs"
+    fn = staticmethod(lambda xp, x: xp.log10(x))
+
+    def deriv(self) -> Tensor:
+        return (self.inputs[0] * _LN10).reciprocal()
+
+
+class Log1p(_FloatUnary):
+    saves = "inputs"
+    fn = staticmethod(lambda xp, x: xp.log1p(x))
+
+    def deriv(self) -> Tensor:
+        return (self.inputs[0] + 1.0).reciprocal()
+
+
+class Sin(_FloatUnary):
+    saves = "inputs"
+    fn = staticmethod(lambda xp, x: xp.sin(x))
+
+    def deriv(self) -> Tensor:
+        return self.inputs[0].cos()
+
+
+class Cos(_FloatUnary):
+    saves = "inputs"
+    fn = staticmethod(lambda xp, x: xp.cos(x))
+
+    def deriv(self) -> Tensor:
+        return -self.inputs[0].sin()
+
+
+class Asin(_FloatUnary):
+    saves = "inputs"
+    fn = staticmethod(lambda xp, x: xp.arcsin(x))
+
+    def deriv(self) -> Tensor:
+        x = self.inputs[0]
+        return (1.0 - x * x).rsqrt()
+
+
+class Acos(_FloatUnary):
+    saves = "inputs"
+    fn = staticmethod(lambda xp, x: xp.arccos(x))
+
+    def deriv(self) -> Tensor:
+        x = self.inputs[0]
+        return -(1.0 - x * x).rsqrt()
+
+
+class Atan(_FloatUnary):
+    saves = "inputs"
+    fn = staticmethod(lambda xp, x: xp.arctan(x))
+
+    def deriv(self) -> Tensor:
+        x = self.inputs[0]
+        return (1.0 + x * x).reciprocal()
+
+
+class Sinh(_FloatUnary):
+    saves = "inputs"
+    fn = staticmethod(lambda xp, x: xp.sinh(x))
+
+    def deriv(self) -> Tensor:
+        return self.inputs[0].cosh()
+
+
+class Cosh(_FloatUnary):
+    saves = "inputs"
+    fn = staticmethod(lambda xp, x: xp.cosh(x))
+
+    def deriv(self) -> Tensor:
+        return self.inputs[0].sinh()
+
+
+class Erf(_FloatUnary):
+    saves = "inputs"
+    fn = staticmethod(special_erf)
+
+    def deriv(self) -> Tensor:
+        x = self.inputs[0]
+        return (-(x * x)).exp() * _TWO_OVER_SQRT_PI
+
+
+class Relu(_FloatUnary):
+    saves = "output"
+
+    @classmethod
+    def forward(cls, ctx: Any, x: Any) -> Any:  # type: ignore[override]
+        return ctx.xp.maximum(x, 0)  # keeps integer dtypes, as torch.relu does
+
+    def deriv(self) -> Tensor:
+        return (self.output > 0).to(self.output.dtype)
+
+
+class Abs(_FloatUnary):
+    saves = "inputs"
+
+    @classmethod
+    def forward(cls, ctx: Any, x: Any) -> Any:  # type: ignore[override]
+        return ctx.xp.abs(x)
+
+    def deriv(self) -> Tensor:
+        return self.inputs[0].sign()
+
+
+# ----- unary, derivative from the output -----------------------------------------
+class Exp(_FloatUnary):
+    saves = "output"
+    fn = staticmethod(lambda xp, x: xp.exp(x))
+
+    def deriv(self) -> Tensor:
+        return self.output
+
+
+class Exp2(_FloatUnary):
+    saves = "output"
+    fn = staticmethod(lambda xp, x: xp.exp2(x))
+
+    def deriv(self) -> Tensor:
+        return self.output * _LN2
+
+
+class Expm1(_FloatUnary):
+    saves = "output"
+    fn = staticmethod(lambda xp, x: xp.expm1(x))
+
+    def deriv(self) -> Tensor:
+        return self.output + 1.0
+
+
+class Sqrt(_FloatUnary):
+    saves = "output"
+    fn = staticmethod(lambda xp, x: xp.sqrt(x))
+
+    def deriv(self) -> Tensor:
+        return (self.output * 2.0).reciprocal()
+
+
+class Tan(_FloatUnary):
+    saves = "output"
+    fn = staticmethod(lambda xp, x: xp.tan(x))
+
+    def deriv(self) -> Tensor:
+        y = self.output
+        return 1.0 + y * y
+
+
+class Tanh(_FloatUnary):
+    saves = "output"
+    fn = staticmethod(lambda xp, x: xp.tanh(x))
+
+    def deriv(self) -> Tensor:
+        y = self.output
+        return 1.0 - y * y
+
+
+class Sigmoid(_FloatUnary):
+    saves = "output"
+
+    @staticmethod
+    def fn(xp: Any, x: Any) -> Any:
+        # 0.5 * (1 + tanh(x/2)) never overflows, unlike 1 / (1 + exp(-x))
+        y = xp.multiply(x, 0.5)
+        xp.tanh(y, out=y)
+        y += 1.0
+        y *= 0.5
+        return y
+
+    def deriv(self) -> Tensor:
+        y = self.output
+        return y * (1.0 - y)
+
+
+class Reciprocal(_FloatUnary):
+    saves = "output"
+    fn = staticmethod(lambda xp, x: xp.reciprocal(x))
+
+    def deriv(self) -> Tensor:
+        y = self.output
+        return -(y * y)
+
+
+class Rsqrt(_FloatUnary):
+    saves = "output"
+
+    @staticmethod
+    def fn(xp: Any, x: Any) -> Any:
+        y = xp.sqrt(x)
+        return xp.reciprocal(y, out=y)
+
+    def deriv(self) -> Tensor:
+        y = self.output
+        return y * y * y * -0.5
+
+
+class Erfinv(_FloatUnary):
+    saves = "output"
+    fn = staticmethod(special_erfinv)
+
+    def deriv(self) -> Tensor:
+        y = self.output
+        return (y * y).exp() * _SQRT_PI_OVER_2
+
+
+# ----- unary, zero derivative (piecewise constant) -------------------------------
+class _Step(Primitive):
+    """Piecewise-constant ops: the gradient is zero almost everywhere."""
+
+    @staticmethod
+    def fn(xp: Any, x: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @classmethod
+    def forward(cls, ctx: Any, x: Any) -> Any:  # type: ignore[override]
+        return cls.fn(ctx.xp, x)
+
+    def backward(self, grad: Tensor) -> Tensor:
+        return grad * 0.0
+
+    def jvp(self, t: Tensor | None) -> Tensor | None:
+        return None if t is None else t * 0.0
+
+
+class Sign(_Step):
+    fn = staticmethod(lambda xp, x: xp.sign(x))
+
+
+class Floor(_Step):
+    fn = staticmethod(lambda xp, x: xp.floor(x) if x.dtype.kind == "f" else x.copy())
+
+
+class Ceil(_Step):
+    fn = staticmethod(lambda xp, x: xp.ceil(x) if x.dtype.kind == "f" else x.copy())
+
+
+class Trunc(_Step):
+    fn = staticmethod(lambda xp, x: xp.trunc(x) if x.dtype.kind == "f" else x.copy())
+
+
+class Round(_Step):
+    @classmethod
+    def forward(cls, ctx: Any, x: Any, decimals: int = 0) -> Any:  # type: ignore[override]
+        return ctx.xp.round(x, decimals)  # half to even, as PyTorch
+
+    def backward(self, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return grad * 0.0, None
+
+    def jvp(self, t: Tensor | None, _: Any = None) -> Tensor | None:
+        return None if t is None else t * 0.0
+
+
+class Neg(Primitive):
+    @staticmethod
+    def forward(ctx: Any, x: Any) -> Any:
+        if x.dtype.kind == "b":
+            from ...errors import DTypeError
+
+            raise DTypeError("negation of a bool tensor is not supported; use ~ or logical_not()")
+        return ctx.xp.negative(x)
+
+    def backward(self, grad: Tensor) -> Tensor:
+        return -grad
+
+    def jvp(self, t: Tensor | None) -> Tensor | None:
+        return None if t is None else -t

@@ -1,0 +1,49 @@
+"""Matrix product with NumPy/PyTorch semantics: 1-D operands, batching, broadcasting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import ShapeError
+from ..function import Primitive
+from ..tensor import Tensor
+
+
+class Matmul(Primitive):
+    promote = True
+    saves = "inputs"
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Any:
+        if a.ndim == 0 or b.ndim == 0:
+            raise ShapeError("matmul: both arguments need at least one dimension")
+        ka = a.shape[-1]
+        kb = b.shape[-2] if b.ndim > 1 else b.shape[0]
+        if ka != kb:
+            raise ShapeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not align ({ka} != {kb})")
+        return ctx.xp.matmul(a, b)
+
+    def backward(self, grad: Tensor) -> tuple[Any, Any]:
+        a, b = self.inputs
+        need_a, need_b = self.next_edges[0] is not None, self.next_edges[1] is not None
+        ga = gb = None
+        if a.ndim == 1 and b.ndim == 1:  # dot product: grad is a scalar
+            ga = grad * b if need_a else None
+            gb = grad * a if need_b else None
+        elif a.ndim == 1:  # (k) @ (..., k, n) -> (..., n)
+            ga = (grad.unsqueeze(-2) @ b.mT).squeeze(-2) if need_a else None
+            gb = a.unsqueeze(-1) * grad.unsqueeze(-2) if need_b else None
+        elif b.ndim == 1:  # (..., m, k) @ (k) -> (..., m)
+            ga = grad.unsqueeze(-1) * b if need_a else None
+            gb = (a.mT @ grad.unsqueeze(-1)).squeeze(-1) if need_b else None
+        else:
+            ga = grad @ b.mT if need_a else None
+            gb = a.mT @ grad if need_b else None
+        return ga, gb
+
+    def jvp(self, ta: Tensor | None, tb: Tensor | None) -> Tensor | None:
+        a, b = self.inputs
+        out = None if ta is None else ta @ b
+        if tb is not None:
+            out = a @ tb if out is None else out + a @ tb
+        return out

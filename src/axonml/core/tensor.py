@@ -1,0 +1,499 @@
+"""The Tensor: one array of its device's array module plus autograd state.
+
+Math methods and operators are bound onto the class by the modules that
+define the ops (``core/prims`` for primitives, ``ops/`` for compositions), so
+that this file stays about state: data, device, dtype, grad, graph links,
+versions and views.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..backend import CPU, Device, as_device, move_array
+from ..errors import AutogradError, DTypeError
+from . import dtypes as _dt
+
+
+class Tensor:
+    """An n-dimensional array on a device, with reverse- and forward-mode autograd.
+
+    Build tensors with :func:`axonml.tensor` and the other creation functions;
+    ``Tensor(data, ...)`` takes the same arguments as ``axonml.tensor``.
+    """
+
+    __slots__ = (
+        "_data", "_device", "_requires_grad", "_grad", "_grad_fn", "_output_nr", "_version",
+        "_base", "_tangent", "_grad_acc", "_retains_grad", "_view_fn", "_leaf_hooks", "__weakref__",
+    )
+    __array_priority__ = 1000  # NumPy defers to our reflected operators
+
+    _data: Any
+    _device: Device
+
+    def __init__(self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> None:
+        from .creation import _to_array
+
+        arr, dev = _to_array(data, dtype, device)
+        _init(self, arr, dev)
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @staticmethod
+    def _make(data: Any, device: Device) -> Tensor:
+        """Wrap an array already on ``device`` (no checks: internal fast path)."""
+        t = _new(Tensor)
+        _init(t, data, device)
+        return t
+
+    # ----- state ---------------------------------------------------------------
+    @property
+    def data(self) -> Tensor:
+        """This tensor's values, detached from the graph (shares memory)."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Tensor.data must be set to a Tensor, got {type(value).__name__}")
+        self._data = value._data
+        self._device = value._device
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape  # type: ignore[no-any-return]
+
+    def size(self, dim: int | None = None) -> Any:
+        """The shape, or the size of dimension ``dim``."""
+        if dim is None:
+            return self._data.shape
+        return self._data.shape[_wrap_dim(dim, self._data.ndim)]
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim  # type: ignore[no-any-return]
+
+    def dim(self) -> int:
+        return self._data.ndim  # type: ignore[no-any-return]
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    def nelement(self) -> int:
+        return int(self._data.size)
+
+    @property
+    def dtype(self) -> _dt.dtype:
+        return _dt.from_numpy_dtype(self._data.dtype)
+
+    @property
+    def device(self) -> Device:
+        return self._device
+
+    @property
+    def is_cuda(self) -> bool:
+        return self._device.type == "cuda"
+
+    def is_floating_point(self) -> bool:
+        return _dt.from_numpy_dtype(self._data.dtype).is_floating_point
+
+    def element_size(self) -> int:
+        return int(self._data.itemsize)
+
+    @property
+    def itemsize(self) -> int:
+        return int(self._data.itemsize)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._data.nbytes)
+
+    def stride(self, dim: int | None = None) -> Any:
+        """Strides in elements, as PyTorch reports them."""
+        s = tuple(st // self._data.itemsize for st in self._data.strides)
+        return s if dim is None else s[_wrap_dim(dim, self._data.ndim)]
+
+    def is_contiguous(self) -> bool:
+        return bool(self._data.flags.c_contiguous)
+
+    def data_ptr(self) -> int:
+        if self._device is CPU:
+            return int(self._data.__array_interface__["data"][0])
+        return int(self._data.data.ptr)
+
+    @property
+    def _version_count(self) -> int:
+        return self._version[0]
+
+    # ----- autograd state -------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set whether autograd records ops on this leaf tensor."""
+        if self._grad_fn is not None:
+            if not requires_grad:
+                raise AutogradError(
+                    "requires_grad can only be changed on leaf tensors; use detach() to get a non-leaf's values"
+                )
+            return self
+        if requires_grad and not _dt.from_numpy_dtype(self._data.dtype).is_floating_point:
+            raise DTypeError(f"only floating point tensors can require gradients, got {self.dtype}")
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def grad(self) -> Tensor | None:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"grad must be a Tensor or None, got {type(value).__name__}")
+            if value.shape != self.shape:
+                from ..errors import ShapeError
+
+                raise ShapeError(f"grad of shape {value.shape} assigned to a tensor of shape {self.shape}")
+        self._grad = value
+
+    @property
+    def grad_fn(self) -> Any:
+        return self._grad_fn
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._grad_fn is None
+
+    @property
+    def output_nr(self) -> int:
+        return self._output_nr
+
+    def _edge(self) -> tuple[Any, int]:
+        """Where a gradient for this tensor goes: its node, or its accumulator if a leaf."""
+        if self._grad_fn is not None:
+            return (self._grad_fn, self._output_nr)
+        acc = self._grad_acc
+        if acc is None:
+            acc = self._grad_acc = AccumulateGrad(self)
+        return (acc, 0)
+
+    def detach(self) -> Tensor:
+        """A new tensor sharing this one's memory and version, cut from the graph."""
+        t = Tensor._make(self._data, self._device)
+        t._version = self._version
+        t._base = self if self._base is None else self._base
+        return t
+
+    def detach_(self) -> Tensor:
+        """Cut this tensor from the graph in place; it becomes a leaf."""
+        if self._base is not None and self._base._requires_grad:
+            raise AutogradError("detach_() on a view of a tensor that requires grad is not allowed; use detach()")
+        self._grad_fn = None
+        self._requires_grad = False
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` of this non-leaf tensor after backward."""
+        if not self._requires_grad:
+            raise AutogradError("retain_grad() on a tensor that does not require grad")
+        if self._grad_fn is None or self._retains_grad:
+            return
+        self._retains_grad = True
+        import weakref
+
+        ref = weakref.ref(self)
+
+        def keep(grad: Tensor) -> None:
+            t = ref()
+            if t is not None:
+                g = grad.detach()
+                t._grad = g if t._grad is None else t._grad + g
+
+        self._grad_fn.register_prehook(self._output_nr, _RetainGradHook(keep))
+
+    @property
+    def retains_grad(self) -> bool:
+        return bool(self._retains_grad)
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor replaces the grad."""
+        if not self._requires_grad:
+            raise AutogradError("cannot register a hook on a tensor that does not require grad")
+        if self._grad_fn is not None:
+            node, nr = self._grad_fn, self._output_nr
+            node.register_prehook(nr, hook)
+            return RemovableHandle(node.pre_hooks[nr], hook)  # type: ignore[index]
+        if self._leaf_hooks is None:
+            self._leaf_hooks = []
+        self._leaf_hooks.append(hook)
+        return RemovableHandle(self._leaf_hooks, hook)
+
+    def backward(
+        self,
+        gradient: Tensor | None = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+        inputs: Any = None,
+    ) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
+        from .engine import backward
+
+        backward([self], [gradient], retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
+
+    # ----- conversion -----------------------------------------------------------
+    def numpy(self, force: bool = False) -> np.ndarray:
+        """The values as a NumPy array (shared memory on the CPU).
+
+        A tensor that requires grad needs ``detach()`` first (or ``force=True``),
+        as in PyTorch; a CUDA tensor needs ``force=True`` or ``.cpu()``.
+        """
+        if self._requires_grad and not force:
+            raise AutogradError("can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()")
+        if self._device is not CPU:
+            if not force:
+                from ..errors import DeviceError
+
+                raise DeviceError(f"can't convert a {self._device} tensor to NumPy; use tensor.cpu() first")
+            return self._data.get()  # type: ignore[no-any-return]
+        return self._data  # type: ignore[no-any-return]
+
+    def item(self) -> Any:
+        """The value of a one-element tensor as a Python number."""
+        if self._data.size != 1:
+            from ..errors import ShapeError
+
+            raise ShapeError(f"item() needs a tensor with one element, this one has {self._data.size}")
+        return self._host().reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self._host().tolist()
+
+    def _host(self) -> np.ndarray:
+        return self._data if self._device is CPU else self._data.get()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = self._host()
+        return a if dtype is None else a.astype(dtype)
+
+    def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self) -> Any:
+        return self._data.__dlpack_device__()
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``; differentiable."""
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        copy = kwargs.pop("copy", False)
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a._device, a.dtype
+            elif isinstance(a, _dt.dtype) or a in (float, int, bool) or (
+                isinstance(a, str) and a.removeprefix("torch.").removeprefix("axonml.") in _dt._BY_NAME
+            ):
+                dtype = a
+            else:
+                device = a
+        out = self
+        if dtype is not None:
+            out = out._cast(_dt.as_dtype(dtype))
+        if device is not None:
+            dev = as_device(device)
+            if dev is not out._device:
+                from .prims.movement import ToDevice
+
+                out = ToDevice.apply(out, dev)
+        if copy and out is self:
+            out = self.clone()
+        return out
+
+    def _cast(self, d: _dt.dtype) -> Tensor:
+        if self._data.dtype == d.np:
+            return self
+        from .prims.movement import Cast
+
+        return Cast.apply(self, d.np)
+
+    def cpu(self) -> Tensor:
+        return self.to(CPU)
+
+    def cuda(self, device: int | str | None = None) -> Tensor:
+        if device is None:
+            return self.to("cuda")
+        return self.to(device if isinstance(device, str) else f"cuda:{device}")
+
+    def type(self, dtype: Any = None) -> Any:
+        if dtype is None:
+            return f"axonml.{self.dtype.name}"
+        return self._cast(_dt.as_dtype(dtype))
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self._cast(other.dtype)
+
+    def float(self) -> Tensor:
+        return self._cast(_dt.float32)
+
+    def double(self) -> Tensor:
+        return self._cast(_dt.float64)
+
+    def half(self) -> Tensor:
+        return self._cast(_dt.float16)
+
+    def bfloat16(self) -> Tensor:
+        return self._cast(_dt.bfloat16)
+
+    def long(self) -> Tensor:
+        return self._cast(_dt.int64)
+
+    def int(self) -> Tensor:
+        return self._cast(_dt.int32)
+
+    def short(self) -> Tensor:
+        return self._cast(_dt.int16)
+
+    def char(self) -> Tensor:
+        return self._cast(_dt.int8)
+
+    def byte(self) -> Tensor:
+        return self._cast(_dt.uint8)
+
+    def bool(self) -> Tensor:
+        return self._cast(_dt.bool_)
+
+    # ----- Python protocol ------------------------------------------------------
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return int(self._data.shape[0])
+
+    def __iter__(self) -> Any:
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise ValueError(
+                f"the truth value of a tensor with {self._data.size} elements is ambiguous; use .any() or .all()"
+            )
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self._data.dtype.kind not in "iub" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        body = np.array2string(
+            np.asarray(self._host(), dtype=np.float64) if self._data.dtype == _dt._BF16_NP else self._host(),
+            separator=", ", precision=4, threshold=1000, edgeitems=3, prefix="tensor(",
+        )
+        extras = []
+        d = self.dtype
+        if d is not _dt.get_default_dtype() and d is not _dt.int64 and d is not _dt.bool_:
+            extras.append(f"dtype={d!r}")
+        if self._device is not CPU:
+            extras.append(f"device='{self._device}'")
+        if self._grad_fn is not None:
+            extras.append(f"grad_fn={self._grad_fn!r}")
+        elif self._requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (_rebuild, (self._host(), str(self._device), self._requires_grad))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Tensor:
+        if self._grad_fn is not None:
+            raise AutogradError("only leaf tensors support deepcopy; detach() first")
+        t = type(self).__new__(type(self))
+        _init(t, self._data.copy(), self._device)
+        t._requires_grad = self._requires_grad
+        if self._grad is not None:
+            t._grad = self._grad.__deepcopy__(memo)
+        memo[id(self)] = t
+        return t
+
+
+def _rebuild(data: np.ndarray, device: str, requires_grad: bool) -> Tensor:
+    t = Tensor._make(data, CPU)
+    if device != "cpu":
+        t = t.to(device)
+    t._requires_grad = requires_grad
+    return t
+
+
+_new = object.__new__
+
+
+def _init(t: Tensor, data: Any, device: Device) -> None:
+    t._data = data
+    t._device = device
+    t._requires_grad = False
+    t._grad = None
+    t._grad_fn = None
+    t._output_nr = 0
+    t._version = [0]
+    t._base = None
+    t._tangent = None
+    t._grad_acc = None
+    t._retains_grad = False
+    t._view_fn = None
+    t._leaf_hooks = None
+
+
+def _wrap_dim(dim: int, ndim: int) -> int:
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        from ..errors import IndexingError
+
+        raise IndexingError(f"dimension {dim} out of range for a tensor with {ndim} dimension(s)")
+    return dim % n
+
+
+class _RetainGradHook:
+    """A pre-hook that stores the gradient and never changes it."""
+
+    def __init__(self, fn: Callable[[Tensor], None]) -> None:
+        self.fn = fn
+
+    def __call__(self, grad: Tensor) -> None:
+        self.fn(grad)
+
+
+class RemovableHandle:
+    """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: list[Any], hook: Any) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def is_tensor(obj: Any) -> bool:
+    return isinstance(obj, Tensor)
+
+
+from .engine import AccumulateGrad  # noqa: E402  (the engine needs Tensor defined first)

@@ -1,0 +1,1 @@
+"""``axonml.linalg``: norms, inverse, solve, determinant, Cholesky (all differentiable)."""
