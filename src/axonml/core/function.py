@@ -11,6 +11,8 @@ from __future__ import annotations
 import traceback
 from typing import Any, ClassVar
 
+import numpy as np
+
 from ..errors import AutogradError, DeviceError
 from . import forward_ad as _fwd
 from .anomaly import ANOMALY
@@ -118,6 +120,8 @@ class Primitive(Node):
         ctx.device = device
         ctx.xp = device.xp
         out_data = cls.forward(ctx, *arrays)
+        if isinstance(out_data, np.generic):  # NumPy returns scalars for 0-d results
+            out_data = np.asarray(out_data)
         record = needs_grad and cls.differentiable and GRAD_ENABLED.get()
         out = Tensor._make(out_data, ctx.out_device if cls.changes_device else device)
         if cls.is_view:

@@ -228,7 +228,7 @@ class Sigmoid(_FloatUnary):
     @staticmethod
     def fn(xp: Any, x: Any) -> Any:
         # 0.5 * (1 + tanh(x/2)) never overflows, unlike 1 / (1 + exp(-x))
-        y = xp.multiply(x, 0.5)
+        y = xp.asarray(xp.multiply(x, 0.5))  # asarray: 0-d results come back as scalars
         xp.tanh(y, out=y)
         y += 1.0
         y *= 0.5
@@ -253,7 +253,7 @@ class Rsqrt(_FloatUnary):
 
     @staticmethod
     def fn(xp: Any, x: Any) -> Any:
-        y = xp.sqrt(x)
+        y = xp.asarray(xp.sqrt(x))  # asarray: 0-d results come back as scalars
         return xp.reciprocal(y, out=y)
 
     def deriv(self) -> Tensor:
