@@ -7,13 +7,13 @@ gradient is summed down to its input's shape and cast to its input's dtype.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import AutogradError, ShapeError
 from .anomaly import ANOMALY
 from .grad_mode import GRAD_ENABLED
-from .tensor import Tensor
+from .tensor import Tensor, _RetainGradHook
 
 
 class AccumulateGrad:
@@ -32,20 +32,28 @@ class AccumulateGrad:
     def op_name(self) -> str:
         return "AccumulateGrad"
 
-    def accumulate(self, grad: Tensor, create_graph: bool) -> None:
+    def run_hooks(self, grad: Tensor) -> Tensor:
+        """The leaf's ``register_hook`` hooks, in order; a returned tensor replaces the gradient."""
         leaf = self.leaf_ref()
         if leaf is None:
-            return
+            return grad
         for hook in leaf._leaf_hooks or ():
             new = hook(grad)
             if new is not None:
                 grad = new
+        return grad
+
+    def accumulate(self, grad: Tensor, create_graph: bool) -> None:
+        """Add ``grad`` (hooks already applied) into ``leaf.grad``."""
+        leaf = self.leaf_ref()
+        if leaf is None:
+            return
         if not create_graph:
             grad = grad.detach()
         if leaf._grad is None:
             # own the buffer: later accumulation works in place on it
             leaf._grad = grad if create_graph else _own(grad)
-        elif create_graph:
+        elif create_graph or leaf._grad._requires_grad:
             leaf._grad = leaf._grad + grad
         else:
             leaf._grad._data += grad._data
@@ -101,6 +109,10 @@ def _needed(order: list[Any], targets: set[int]) -> set[int]:
     return needed
 
 
+class NotBatchableError(AutogradError):
+    """A batched backward met a node without a batched rule; the caller falls back to a loop."""
+
+
 def run_backward(
     outputs: Sequence[Tensor],
     grad_outputs: Sequence[Tensor | None],
@@ -108,25 +120,34 @@ def run_backward(
     create_graph: bool,
     capture: Sequence[Tensor] | None = None,
     allow_unused: bool = False,
+    node_filter: Callable[[Any], bool] | None = None,
+    batch_rule: Callable[[Any], Callable[..., Any] | None] | None = None,
 ) -> list[Tensor | None] | None:
     """Propagate gradients from ``outputs``.
 
     Without ``capture`` the gradients are accumulated into the leaves'
     ``.grad``; with it, the gradients reaching those tensors are returned and
-    nothing is accumulated.
+    nothing is accumulated. ``node_filter(node)`` false stops the gradient at
+    that node (GradientTape: ops it did not record). With ``batch_rule``, each
+    grad output carries a leading batch dimension (one backward for many
+    vectors); ``batch_rule(node)`` gives the node's batched backward, and
+    ``NotBatchableError`` is raised before any work if some node has none.
     """
     if retain_graph is None:
         retain_graph = create_graph
+    batched = batch_rule is not None
     roots: list[tuple[Any, int, Tensor]] = []
-    for out, g in zip(outputs, grad_outputs, strict=True):
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs, strict=True)):
         if not isinstance(out, Tensor):
-            raise TypeError(f"backward needs Tensors, got {type(out).__name__}")
+            raise TypeError(f"backward needs Tensors, got {type(out).__name__} at position {i}")
         if not out._requires_grad:
             raise AutogradError(
-                "element 0 of tensors does not require grad and does not have a grad_fn: "
+                f"element {i} of tensors does not require grad and does not have a grad_fn: "
                 "nothing to differentiate (did you forget requires_grad=True, or run under no_grad?)"
             )
         if g is None:
+            if batched:
+                raise AutogradError("a batched backward needs every grad output")
             if out._data.size != 1:
                 raise AutogradError(
                     f"grad can be implicitly created only for scalar outputs; this output has shape {out.shape}: "
@@ -135,13 +156,14 @@ def run_backward(
             g = Tensor._make(out._device.xp.ones_like(out._data), out._device)
         elif not isinstance(g, Tensor):
             raise TypeError(f"gradient must be a Tensor, got {type(g).__name__}")
-        elif g.shape != out.shape:
+        elif (g.shape[1:] if batched else g.shape) != out.shape:
             raise ShapeError(f"gradient has shape {g.shape} but the output has shape {out.shape}")
         node, nr = out._edge()
         roots.append((node, nr, g))
 
     order = _toposort([r[0] for r in roots])
     capture_keys: dict[tuple[int, int], int] = {}
+    needed: set[int] = set()
     if capture is not None:
         for i, t in enumerate(capture):
             if not isinstance(t, Tensor) or not t._requires_grad:
@@ -150,7 +172,11 @@ def run_backward(
             capture_keys[(id(node), nr)] = i
         needed = _needed(order, {k[0] for k in capture_keys})
         order = [n for n in order if id(n) in needed]
+    elif batched:
+        raise AutogradError("a batched backward returns gradients: pass the inputs to capture")
     captured: list[Tensor | None] = [None] * (len(capture) if capture is not None else 0)
+    rules = _batch_rules(order, batch_rule) if batch_rule is not None else None
+    batch = roots[0][2].shape[0] if batched and roots else 0
 
     buffers: dict[int, list[Any]] = {}
     for node, nr, g in roots:
@@ -163,22 +189,29 @@ def run_backward(
             if grads is None:
                 continue
             if node.released:
-                raise AutogradError(
-                    f"trying to backward through the graph a second time (at {node.op_name()}): "
-                    "its saved tensors were freed; pass retain_graph=True to the first backward"
-                )
+                raise _freed(node)
             _run_prehooks(node, grads)
+            leaf = isinstance(node, AccumulateGrad)
+            if leaf and grads[0] is not None:
+                grads[0] = node.run_hooks(grads[0])
             if capture_keys:
-                for nr, g in enumerate(grads):
+                for nr, g in enumerate(grads[: node.num_outputs]):
                     i = capture_keys.get((id(node), nr))
                     if i is not None and g is not None:
                         captured[i] = g
-                if all(e is None for e in node.next_edges) or isinstance(node, AccumulateGrad):
+                # stop where no other captured tensor lies further down
+                if leaf or not any(e is not None and id(e[0]) in needed for e in node.next_edges):
                     continue
-            if isinstance(node, AccumulateGrad):
+            if leaf:
                 node.accumulate(grads[0], create_graph)
                 continue
-            _call_node(node, grads, buffers)
+            if node_filter is not None and not node_filter(node):
+                continue
+            try:
+                _call_node(node, grads, buffers, rules[id(node)] if rules is not None else None, batch)
+            except Exception as e:
+                _annotate(e, node)
+                raise
             if not retain_graph:
                 node.release()
     finally:
@@ -195,6 +228,39 @@ def run_backward(
     return captured
 
 
+def _freed(node: Any) -> AutogradError:
+    return AutogradError(
+        f"trying to backward through the graph a second time (at {node.op_name()}): "
+        "its saved tensors were freed; pass retain_graph=True to the first backward"
+    )
+
+
+def _batch_rules(order: list[Any], batch_rule: Callable[[Any], Any]) -> dict[int, Any]:
+    """Every node's batched backward, or NotBatchableError naming the first node without one."""
+    rules: dict[int, Any] = {}
+    for node in order:
+        if node.pre_hooks and any(node.pre_hooks.values()):
+            raise NotBatchableError(f"{node.op_name()} has hooks")
+        if isinstance(node, AccumulateGrad):
+            leaf = node.leaf_ref()
+            if leaf is not None and leaf._leaf_hooks:
+                raise NotBatchableError("a leaf has hooks")
+            continue
+        rule = batch_rule(node)
+        if rule is None:
+            raise NotBatchableError(f"{node.op_name()} has no batched backward")
+        rules[id(node)] = rule
+    return rules
+
+
+def _annotate(e: Exception, node: Any) -> None:
+    """Under anomaly detection, add the forward call of the failing node to the error."""
+    trace = getattr(node, "forward_trace", None)
+    if ANOMALY.enabled and trace and hasattr(e, "add_note") and not getattr(e, "_axonml_traced", False):
+        e.add_note(f"Error detected in {node.op_name()}Backward. The forward call that created it:\n{trace}")
+        e._axonml_traced = True  # type: ignore[attr-defined]
+
+
 def _add_to(buffers: dict[int, list[Any]], node: Any, nr: int, g: Tensor) -> None:
     buf = buffers.get(id(node))
     if buf is None:
@@ -209,22 +275,32 @@ def _run_prehooks(node: Any, grads: list[Any]) -> None:
     if not hooks:
         return
     for nr, fns in hooks.items():
+        retains = []
         for fn in list(fns):
             if grads[nr] is None:
+                continue
+            if isinstance(fn, _RetainGradHook):
+                retains.append(fn)  # .grad of a non-leaf sees the gradient after every other hook
                 continue
             new = fn(grads[nr])
             if new is not None:
                 grads[nr] = new
+        for fn in retains:
+            fn(grads[nr])
 
 
-def _call_node(node: Any, grads: list[Any], buffers: dict[int, list[Any]]) -> None:
+def _call_node(node: Any, grads: list[Any], buffers: dict[int, list[Any]], rule: Any = None, batch: int = 0) -> None:
     n_out = node.num_outputs
     if n_out > 1 and getattr(node, "_materialize", True):
         for nr in range(n_out):
             if grads[nr] is None:
                 shape, dtype, device = node.out_meta[nr]
                 grads[nr] = Tensor._make(device.xp.zeros(shape, dtype), device)
-    result = node.backward(*grads[:n_out])
+    if rule is not None:
+        result = rule(node, *grads[:n_out])
+    else:
+        # through the class: a Function's backward is a staticmethod taking ctx, a Primitive's a method
+        result = type(node).backward(node, *grads[:n_out])
     if not isinstance(result, tuple):
         result = (result,)
     edges = node.next_edges
@@ -239,6 +315,8 @@ def _call_node(node: Any, grads: list[Any], buffers: dict[int, list[Any]]) -> No
         if not isinstance(g, Tensor):
             raise AutogradError(f"backward of {node.op_name()} returned a {type(g).__name__}, not a Tensor")
         shape, dtype = meta
+        if rule is not None:
+            shape = (batch, *shape)
         if g._data.shape != shape:
             g = _sum_to(g, shape)
         if g._data.dtype != dtype:
@@ -283,11 +361,11 @@ def backward(
     for t, g in zip(inputs, grads or ()):
         if g is None:
             continue
-        if t._grad_fn is not None:
-            if not t._retains_grad:
-                continue
-        g = g if create_graph else g.detach()
-        t._grad = g if t._grad is None else t._grad + g
+        if t._grad_fn is None:
+            t._edge()[0].accumulate(g, create_graph)  # leaf hooks already ran in the engine
+        elif not t._retains_grad:  # a retain_grad() hook already stored it
+            g = g if create_graph else g.detach()
+            t._grad = g if t._grad is None else t._grad + g
 
 
 def grad(

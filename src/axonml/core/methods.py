@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ..errors import AutogradError, IndexingError, ShapeError
+from .dtypes import from_numpy_dtype, get_default_dtype, is_float_np
 from .grad_mode import GRAD_ENABLED
 from .prims import binary as B
 from .prims import elementwise as E
@@ -207,19 +210,39 @@ def _check_writable(x: Tensor, op: str) -> None:
         )
 
 
+def _can_cast_inplace(src: Any, dst: Any) -> bool:
+    """PyTorch's rule for writing a result of NumPy dtype ``src`` into a tensor of dtype ``dst``.
+
+    Floats don't go into integer or bool tensors and numbers don't go into bool
+    tensors; any other cast (float64 into float16, int64 into uint8) is allowed.
+    """
+    if src == dst:
+        return True
+    if dst.kind == "b":
+        return False
+    return is_float_np(dst) or not is_float_np(src)
+
+
+def _cast_error(op: str, result_dtype: Any, x: Tensor) -> Exception:
+    from ..errors import DTypeError
+
+    return DTypeError(f"{op}: result type {result_dtype} can't be cast to the tensor's dtype {x.dtype}")
+
+
 def apply_inplace(x: Tensor, result: Tensor, op: str) -> Tensor:
     """Write ``result`` into ``x``'s memory and make ``result``'s history ``x``'s."""
     _check_writable(x, op)
     if result.shape != x.shape:
         raise ShapeError(f"{op}: result of shape {result.shape} cannot be written into a tensor of shape {x.shape}")
-    xp = x._device.xp
-    if result._data.dtype != x._data.dtype and not xp.can_cast(result._data.dtype, x._data.dtype, "same_kind"):
-        from ..errors import DTypeError
-
-        raise DTypeError(f"{op}: result type {result.dtype} can't be cast to the tensor's dtype {x.dtype}")
-    xp.copyto(x._data, result._data, casting="unsafe")
+    if not _can_cast_inplace(result._data.dtype, x._data.dtype):
+        raise _cast_error(op, result.dtype, x)
+    grad_on = GRAD_ENABLED.get()
+    if grad_on and x._requires_grad and not result._requires_grad:
+        # a constant overwrites x (fill_, copy_ from a constant): x's old history gets a zero gradient
+        result = V.IndexPut.apply(x, (Ellipsis,), result)
+    x._device.xp.copyto(x._data, result._data, casting="unsafe")
     x._version[0] += 1
-    if result._requires_grad and GRAD_ENABLED.get():
+    if result._requires_grad and grad_on:
         node_result = result if result._data.dtype == x._data.dtype else result._cast(x.dtype)
         base = x._base
         if base is not None and base._requires_grad:
@@ -227,7 +250,7 @@ def apply_inplace(x: Tensor, result: Tensor, op: str) -> Tensor:
                 raise AutogradError(
                     f"{op}: a view of a leaf tensor that requires grad cannot be modified in place"
                 )
-            if x._view_fn is None:
+            if x._vfn is None:
                 raise AutogradError(
                     f"{op}: in-place write into a view of a tensor that requires grad, but the view was "
                     "made without recording; make the view with grad enabled, or clone() it first"
@@ -242,10 +265,11 @@ def _rebase_view(view_t: Tensor, base: Tensor, new_value: Tensor) -> None:
     """After an in-place write through a view, give the base the history of the write."""
     from .prims.viewscatter import ViewScatter
 
-    new_base = ViewScatter.apply(_alias(base), new_value, view_t._view_fn)
+    new_base = ViewScatter.apply(_alias(base), new_value, view_t._vfn)
     base._grad_fn, base._output_nr, base._requires_grad = new_base._grad_fn, 0, True
-    regenerated = view_t._view_fn(base)
+    regenerated = view_t._vfn(base)
     view_t._grad_fn, view_t._output_nr, view_t._requires_grad = regenerated._grad_fn, 0, True
+    view_t._view_version = view_t._version[0]  # its history is current again
 
 
 def _alias(t: Tensor) -> Tensor:
@@ -260,20 +284,15 @@ def inplace_binary(prim: Any, op: str) -> Any:
     def method(self: Tensor, other: Any, *, alpha: Any = None) -> Tensor:
         if alpha is not None:
             other = other * alpha
-        if isinstance(other, Tensor) and other._device is not self._device and other.ndim > 0:
-            from ..errors import DeviceError
+        if isinstance(other, Tensor) and other._device is not self._device:
+            if other.ndim > 0:
+                from ..errors import DeviceError
 
-            raise DeviceError(f"{op}: tensors on {self._device} and {other._device}")
+                raise DeviceError(f"{op}: tensors on {self._device} and {other._device}")
+            other = other.to(self._device)  # a 0-dim tensor counts as a scalar, as in PyTorch
         track = GRAD_ENABLED.get() and (self._requires_grad or (isinstance(other, Tensor) and other._requires_grad))
         if not track and ufunc is not None:
-            # the fast path: one ufunc writing straight into this tensor's memory
-            xp = self._device.xp
-            o = other._data if isinstance(other, Tensor) else other
-            try:
-                getattr(xp, ufunc)(self._data, o, out=self._data, casting="same_kind")
-            except (TypeError, ValueError) as e:
-                raise _inplace_error(op, self, other, e) from None
-            self._version[0] += 1
+            _fast_inplace(self, ufunc, other, op)
             return self
         src = self.clone() if self._requires_grad else self.detach()
         return apply_inplace(self, prim.apply(src, other), op)
@@ -283,13 +302,31 @@ def inplace_binary(prim: Any, op: str) -> Any:
     return method
 
 
-def _inplace_error(op: str, x: Tensor, other: Any, e: Exception) -> Exception:
-    from ..errors import DTypeError
+def _fast_inplace(x: Tensor, ufunc: str, other: Any, op: str) -> None:
+    """One ufunc writing straight into ``x``'s memory, with PyTorch's casting rules."""
+    xp = x._device.xp
+    fn = getattr(xp, ufunc)
+    o = other._data if isinstance(other, Tensor) else other
+    try:
+        try:
+            fn(x._data, o, out=x._data, casting="same_kind")
+        except OverflowError:
+            # a Python int outside x's integer range wraps around, as in PyTorch
+            fn(x._data, xp.asarray(o, dtype=np.int64).astype(x._data.dtype), out=x._data)
+        except TypeError:
+            # NumPy's same_kind is stricter than PyTorch (int64 into uint8 is allowed there)
+            from .dtypes import result_type
 
-    shape = getattr(other, "shape", ())
-    if "broadcast" in str(e) or "shape" in str(e):
-        return ShapeError(f"{op}: a value of shape {tuple(shape)} cannot be written into shape {x.shape}")
-    return DTypeError(f"{op}: {e}")
+            rt = result_type(x, other).np
+            if ufunc == "true_divide" and not is_float_np(rt):
+                rt = get_default_dtype().np
+            if not _can_cast_inplace(rt, x._data.dtype):
+                raise _cast_error(op, from_numpy_dtype(rt), x) from None
+            fn(x._data, o, out=x._data, casting="unsafe")
+    except ValueError as e:
+        shape = getattr(other, "shape", ())
+        raise ShapeError(f"{op}: a value of shape {tuple(shape)} cannot be written into shape {x.shape} ({e})") from None
+    x._version[0] += 1
 
 
 def inplace_unary(fn: Any, op: str) -> Any:
@@ -310,8 +347,11 @@ def zero_(x: Tensor) -> Tensor:
 def fill_(x: Tensor, value: Any) -> Tensor:
     """Fill with ``value`` in place."""
     if GRAD_ENABLED.get() and (x._requires_grad or isinstance(value, Tensor) and value._requires_grad):
-        v = value if isinstance(value, Tensor) else x.detach() * 0 + value
-        return apply_inplace(x, v.expand(x.shape).clone() if isinstance(value, Tensor) else v, "fill_")
+        if isinstance(value, Tensor):
+            v = value.expand(x.shape).clone()
+        else:
+            v = Tensor._make(x._device.xp.full(x.shape, value, dtype=x._data.dtype), x._device)
+        return apply_inplace(x, v, "fill_")
     x._data[...] = value._data if isinstance(value, Tensor) else value
     x._version[0] += 1
     return x

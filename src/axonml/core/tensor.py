@@ -26,7 +26,7 @@ class Tensor:
 
     __slots__ = (
         "_data", "_device", "_requires_grad", "_grad", "_grad_fn", "_output_nr", "_version",
-        "_base", "_tangent", "_grad_acc", "_retains_grad", "_view_fn", "_leaf_hooks", "__weakref__",
+        "_base", "_tangent", "_grad_acc", "_retains_grad", "_vfn", "_view_version", "_leaf_hooks", "__weakref__",
     )
     __array_priority__ = 1000  # NumPy defers to our reflected operators
 
@@ -166,6 +166,8 @@ class Tensor:
 
     @property
     def grad_fn(self) -> Any:
+        if self._vfn is not None and self._view_version != self._version[0] and self._grad_fn is not None:
+            self._refresh_view()
         return self._grad_fn
 
     @property
@@ -176,9 +178,41 @@ class Tensor:
     def output_nr(self) -> int:
         return self._output_nr
 
+    @property
+    def _view_fn(self) -> Any:
+        """How to remake this view from its base (set on views recorded by autograd), or None."""
+        return self._vfn
+
+    @_view_fn.setter
+    def _view_fn(self, fn: Any) -> None:
+        self._vfn = fn
+        self._view_version = self._version[0]
+
+    def _refresh_view(self) -> None:
+        """Remake a view's history from its base after the shared memory was written in place.
+
+        An in-place op on the base (or on another view of it) changes the base's
+        history; a view made before that must read its values from the new history.
+        """
+        from .grad_mode import GRAD_ENABLED
+
+        self._view_version = self._version[0]
+        base = self._base
+        if base is None or not base._requires_grad:
+            return
+        token = GRAD_ENABLED.set(True)
+        try:
+            fresh = self._vfn(base)
+        finally:
+            GRAD_ENABLED.reset(token)
+        if fresh._grad_fn is not None:
+            self._grad_fn, self._output_nr = fresh._grad_fn, fresh._output_nr
+
     def _edge(self) -> tuple[Any, int]:
         """Where a gradient for this tensor goes: its node, or its accumulator if a leaf."""
         if self._grad_fn is not None:
+            if self._vfn is not None and self._view_version != self._version[0]:
+                self._refresh_view()  # the base was written in place after this view was made
             return (self._grad_fn, self._output_nr)
         acc = self._grad_acc
         if acc is None:
@@ -186,10 +220,13 @@ class Tensor:
         return (acc, 0)
 
     def detach(self) -> Tensor:
-        """A new tensor sharing this one's memory and version, cut from the graph."""
+        """A new tensor sharing this one's memory and version, cut from the graph.
+
+        As in PyTorch it is not a view for autograd: writing into it in place
+        records a history of its own and leaves this tensor's alone.
+        """
         t = Tensor._make(self._data, self._device)
         t._version = self._version
-        t._base = self if self._base is None else self._base
         return t
 
     def detach_(self) -> Tensor:
@@ -458,7 +495,7 @@ def _init(t: Tensor, data: Any, device: Device) -> None:
     t._tangent = None
     t._grad_acc = None
     t._retains_grad = False
-    t._view_fn = None
+    t._vfn = None
     t._leaf_hooks = None
 
 

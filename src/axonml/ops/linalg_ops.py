@@ -1,0 +1,248 @@
+"""Composed linear algebra: matrix products with PyTorch's shape rules, einsum, norms,
+and the wrappers behind ``axonml.linalg`` (inverse, solve, determinants, Cholesky).
+
+Products and einsum are built from movement ops, mul, sum and matmul, so they
+need no backward code and are differentiable to any order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from ..core.methods import matmul, norm_dims, where
+from ..core.prims import linalg as L
+from ..core.tensor import Tensor, _wrap_dim
+from ..errors import DTypeError, ShapeError
+
+__all__ = [
+    "mm", "bmm", "mv", "dot", "outer", "inner", "einsum",
+    "det", "inverse", "logdet", "slogdet", "norm",
+]
+
+
+def _tensors(op: str, *ts: Any) -> None:
+    for t in ts:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: expected Tensor arguments, got {type(t).__name__}")
+
+
+def _floats(op: str, *ts: Any) -> None:
+    _tensors(op, *ts)
+    for t in ts:
+        if not t.is_floating_point():
+            raise DTypeError(f"{op}: expected a floating point tensor, got {t.dtype}")
+
+
+# ----- products -------------------------------------------------------------------------
+def mm(input: Tensor, mat2: Tensor) -> Tensor:  # noqa: A002 - PyTorch's name
+    """Matrix product of two 2-D tensors ``(n, k) @ (k, m) -> (n, m)``; no broadcasting."""
+    _tensors("mm", input, mat2)
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise ShapeError(f"mm: expected 2-D tensors, got shapes {input.shape} and {mat2.shape}")
+    if input.shape[1] != mat2.shape[0]:
+        raise ShapeError(f"mm: shapes {input.shape} and {mat2.shape} cannot be multiplied")
+    return matmul(input, mat2)
+
+
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:  # noqa: A002
+    """Batched matrix product ``(b, n, k) @ (b, k, m) -> (b, n, m)``; batch sizes must be equal."""
+    _tensors("bmm", input, mat2)
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise ShapeError(f"bmm: expected 3-D tensors, got shapes {input.shape} and {mat2.shape}")
+    if input.shape[0] != mat2.shape[0] or input.shape[2] != mat2.shape[1]:
+        raise ShapeError(f"bmm: shapes {input.shape} and {mat2.shape} cannot be multiplied")
+    return matmul(input, mat2)
+
+
+def mv(input: Tensor, vec: Tensor) -> Tensor:  # noqa: A002
+    """Matrix-vector product ``(n, k) @ (k,) -> (n,)``."""
+    _tensors("mv", input, vec)
+    if input.ndim != 2 or vec.ndim != 1:
+        raise ShapeError(f"mv: expected a 2-D matrix and a 1-D vector, got shapes {input.shape} and {vec.shape}")
+    if input.shape[1] != vec.shape[0]:
+        raise ShapeError(f"mv: shapes {input.shape} and {vec.shape} cannot be multiplied")
+    return matmul(input, vec)
+
+
+def dot(input: Tensor, tensor: Tensor) -> Tensor:  # noqa: A002
+    """Inner product of two 1-D tensors of the same length (a 0-d result)."""
+    _tensors("dot", input, tensor)
+    if input.ndim != 1 or tensor.ndim != 1:
+        raise ShapeError(f"dot: expected 1-D tensors, got shapes {input.shape} and {tensor.shape}")
+    if input.shape[0] != tensor.shape[0]:
+        raise ShapeError(f"dot: tensors of {input.shape[0]} and {tensor.shape[0]} elements")
+    return matmul(input, tensor)
+
+
+def outer(input: Tensor, vec2: Tensor) -> Tensor:  # noqa: A002
+    """Outer product of two 1-D tensors ``(n,), (m,) -> (n, m)``."""
+    _tensors("outer", input, vec2)
+    if input.ndim != 1 or vec2.ndim != 1:
+        raise ShapeError(f"outer: expected 1-D tensors, got shapes {input.shape} and {vec2.shape}")
+    return input.unsqueeze(1) * vec2
+
+
+def inner(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002
+    """Sum over the last dimension of both: result shape ``input.shape[:-1] + other.shape[:-1]``."""
+    _tensors("inner", input, other)
+    if input.ndim == 0 or other.ndim == 0:
+        return input * other
+    k = input.shape[-1]
+    if other.shape[-1] != k:
+        raise ShapeError(f"inner: last dimensions of {input.shape} and {other.shape} differ")
+    a = input.reshape(-1, k)  # (P, k)
+    b = other.reshape(-1, k)  # (Q, k)
+    return matmul(a, b.mT).reshape(input.shape[:-1] + other.shape[:-1])
+
+
+# ----- einsum ---------------------------------------------------------------------------
+# A label is a letter (str) or, for the dimensions an ellipsis stands for, an int:
+# 0 .. m-1 from the left of the broadcast ellipsis shape, aligned to the right.
+Label = str | int
+
+
+def _parse_term(term: str, equation: str) -> tuple[list[str], bool, list[str]]:
+    pre, ell, post = term.partition("...")
+    for c in pre + post:
+        if not (c.isascii() and c.isalpha()):
+            raise ValueError(f"einsum: invalid subscript {c!r} in equation {equation!r} (use letters and '...')")
+    return list(pre), bool(ell), list(post)
+
+
+def _diagonals(t: Tensor, labels: list[Label]) -> tuple[Tensor, list[Label]]:
+    """Take the diagonal over every label repeated within one operand ('ii->i')."""
+    while len(set(labels)) != len(labels):
+        lab = next(x for x in labels if labels.count(x) > 1)
+        pos = [i for i, x in enumerate(labels) if x == lab]
+        rest = [i for i, x in enumerate(labels) if x != lab]
+        sizes = {t.shape[i] for i in pos}
+        if len(sizes) != 1:
+            raise ShapeError(f"einsum: subscript {lab!r} is repeated with different sizes {sorted(sizes)}")
+        n, k = sizes.pop(), len(pos)
+        t = _permute(t, rest + pos)
+        t = t.reshape(t.shape[: len(rest)] + (n**k,))
+        # the diagonal of n^k flattened entries is every (1 + n + ... + n^(k-1))-th one
+        t = t[..., :: sum(n**j for j in range(k))]
+        labels = [labels[i] for i in rest] + [lab]
+    return t, labels
+
+
+def _permute(t: Tensor, order: Sequence[int]) -> Tensor:
+    return t if list(order) == list(range(t.ndim)) else t.permute(tuple(order))
+
+
+def _sum(t: Tensor, dims: Sequence[int]) -> Tensor:
+    if not dims:
+        return t
+    if t.is_floating_point():
+        return t.sum(dim=tuple(dims))
+    return t.sum(dim=tuple(dims), dtype=t.dtype)  # einsum keeps integer dtypes, as in PyTorch
+
+
+def _drop(t: Tensor, labels: list[Label], keep: set[Label]) -> tuple[Tensor, list[Label]]:
+    """Sum out the labels not in ``keep``."""
+    gone = [i for i, x in enumerate(labels) if x not in keep]
+    return _sum(t, gone), [x for x in labels if x in keep]
+
+
+def _contract(a: Tensor, la: list[Label], b: Tensor, lb: list[Label], keep: set[Label]) -> tuple[Tensor, list[Label]]:
+    """The product of two operands, summed over their shared labels that are not kept."""
+    a, la = _drop(a, la, keep | set(lb))
+    b, lb = _drop(b, lb, keep | set(la))
+    shared = [x for x in la if x in lb]
+    contr = [x for x in shared if x not in keep]
+    for x in list(contr):  # a size-1 side broadcasts: sum the other side first
+        ia, ib = la.index(x), lb.index(x)
+        if a.shape[ia] != b.shape[ib]:
+            a, la = (a.sum(dim=ia), la[:ia] + la[ia + 1:]) if b.shape[ib] == 1 else (a.squeeze(ia), la[:ia] + la[ia + 1:])
+            b, lb = (b.sum(dim=ib), lb[:ib] + lb[ib + 1:]) if a.ndim < len(la) + 1 and False else (b, lb)
+            if x in lb:
+                ib = lb.index(x)
+                b, lb = (b.squeeze(ib) if b.shape[ib] == 1 else b.sum(dim=ib)), lb[:ib] + lb[ib + 1:]
+            contr.remove(x)
+    batch = [x for x in shared if x in keep]
+    aonly = [x for x in la if x not in lb]
+    bonly = [x for x in lb if x not in la]
+    sa = {x: a.shape[i] for i, x in enumerate(la)}
+    sb = {x: b.shape[i] for i, x in enumerate(lb)}
+    a_batch = tuple(sa[x] for x in batch)
+    b_batch = tuple(sb[x] for x in batch)
+    a_sizes = tuple(sa[x] for x in aonly)
+    b_sizes = tuple(sb[x] for x in bonly)
+    if not contr:  # no summation: a broadcast product
+        a = _permute(a, [la.index(x) for x in batch + aonly]).reshape(a_batch + a_sizes + (1,) * len(bonly))
+        b = _permute(b, [lb.index(x) for x in batch + bonly]).reshape(b_batch + (1,) * len(aonly) + b_sizes)
+        return a * b, batch + aonly + bonly
+    k = math.prod(sa[x] for x in contr)
+    a = _permute(a, [la.index(x) for x in batch + aonly + contr]).reshape(a_batch + (math.prod(a_sizes), k))
+    b = _permute(b, [lb.index(x) for x in batch + contr + bonly]).reshape(b_batch + (k, math.prod(b_sizes)))
+    out = matmul(a, b)  # (batch..., M, N); batch dimensions of size 1 broadcast
+    return out.reshape(out.shape[:-2] + a_sizes + b_sizes), batch + aonly + bonly
+
+
+def einsum(equation: str, *operands: Any) -> Tensor:
+    """Einstein summation, as ``torch.einsum``: ``einsum('bij,bjk->bik', a, b)``.
+
+    Operands come as arguments or as one list. ``...`` stands for broadcast
+    dimensions; without ``->`` the output holds the ellipsis dimensions and
+    then the labels that appear once, in alphabetical order (upper case first).
+    A label repeated in one operand takes its diagonal (``'ii->i'``).
+    """
+    if not isinstance(equation, str):
+        raise TypeError(f"einsum: the equation must be a string, got {type(equation).__name__}")
+    if len(operands) == 1 and isinstance(operands[0], list | tuple):
+        operands = tuple(operands[0])
+    _tensors("einsum", *operands)
+    eq = "".join(equation.split())
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(operands):
+        raise ValueError(f"einsum: equation {equation!r} has {len(terms)} operand(s), got {len(operands)} tensor(s)")
+    parsed = [_parse_term(term, equation) for term in terms]
+    n_ell = []
+    for k, ((pre, ell, post), t) in enumerate(zip(parsed, operands)):
+        extra = t.ndim - len(pre) - len(post)
+        if extra < 0 or (extra and not ell):
+            raise ShapeError(
+                f"einsum: operand {k} has {t.ndim} dimension(s) but subscripts {terms[k]!r} "
+                f"{'need at least' if ell else 'name'} {len(pre) + len(post)}"
+            )
+        n_ell.append(extra)
+    m = max(n_ell, default=0)
+    labels: list[list[Label]] = [
+        [*pre, *range(m - e, m), *post] for (pre, _, post), e in zip(parsed, n_ell)
+    ]
+    sizes: dict[Label, int] = {}
+    for k, (labs, t) in enumerate(zip(labels, operands)):
+        for x, n in zip(labs, t.shape):
+            old = sizes.get(x, n)
+            if old != n and 1 not in (old, n):
+                raise ShapeError(f"einsum: subscript {x!r} has size {n} in operand {k} but {old} before")
+            sizes[x] = max(old, n) if 1 in (old, n) else n
+    if arrow:
+        pre, ell, post = _parse_term(rhs, equation)
+        out: list[Label] = [*pre, *(range(m) if ell else ()), *post]
+        letters = pre + post
+        if len(set(letters)) != len(letters):
+            raise ValueError(f"einsum: output subscripts repeat a letter in {equation!r}")
+        missing = [x for x in letters if x not in sizes]
+        if missing:
+            raise ValueError(f"einsum: output subscript {missing[0]!r} does not appear in the operands of {equation!r}")
+    else:
+        flat = [x for labs in parsed for x in labs[0] + labs[2]]
+        out = [*range(m), *sorted(x for x in set(flat) if flat.count(x) == 1)]
+    ops = [_diagonals(t, list(labs)) for t, labs in zip(operands, labels)]
+    out_set = set(out)
+    if len(ops) == 1:
+        t, labs = _drop(*ops[0], out_set)
+        if t is operands[0]:
+            return t.view_as(t)
+    else:
+        while len(ops) > 1:
+            (a, la), (b, lb) = ops[0], ops[1]
+            keep = out_set.union(*(set(labs) for _, labs in ops[2:]))
+            ops = [_contract(a, la, b, lb, keep), *ops[2:]]
+        t, labs = _drop(*ops[0], out_set)
+    return _permute(t, [labs.index(x) for x in out])

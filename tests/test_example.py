@@ -1,0 +1,59 @@
+"""The README's main job (examples/fit.py) and its tour run as documented."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_fit_example_learns_the_spiral() -> None:
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "fit.py"), "--steps", "150"],
+        capture_output=True, text=True, env=_env(), timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    losses = [float(v) for v in re.findall(r"^step\s+\d+\s+loss (\S+)$", r.stdout, flags=re.M)]
+    assert len(losses) >= 5, r.stdout
+    assert losses[-1] < 0.5 * losses[0], f"loss did not go down: {losses}"
+    final = re.search(r"train accuracy (\S+)\s+test accuracy (\S+)\s+\(chance (\S+)\)", r.stdout)
+    assert final is not None, r.stdout
+    train_acc, test_acc, chance = map(float, final.groups())
+    assert train_acc > chance + 0.3, r.stdout
+    assert test_acc > chance + 0.25, r.stdout
+
+
+def _readme_tour() -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"## Tour.*?```python\n(.*?)```", text, flags=re.S)
+    assert m is not None, "README.md has no '## Tour' section with a python code block"
+    return m.group(1)
+
+
+def test_readme_tour_runs() -> None:
+    r = subprocess.run([sys.executable, "-c", _readme_tour()], capture_output=True, text=True, env=_env(), timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_readme_commands_match_ci() -> None:
+    # the README's set-up commands come first, and .ci/run runs the README's test command
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```(?:bash|sh)\n(.*?)```", text, flags=re.S)
+    assert block is not None
+    lines = [ln for ln in block.group(1).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert lines == [
+        "pip install -e . && python examples/fit.py",
+        "pip install -e '.[dev]' && python -m pytest -m \"not slow and not gpu\"",
+    ], lines
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'python -m pytest -m "not slow and not gpu"' in ci
