@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,3 +59,44 @@ def test_readme_commands_match_ci() -> None:
     ], lines
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'python -m pytest -m "not slow and not gpu"' in ci
+
+
+def _doc_blocks() -> list[tuple[str, int, str]]:
+    out = []
+    for path in sorted((ROOT / "docs").glob("*.md")):
+        for i, m in enumerate(re.finditer(r"```python\n(.*?)```", path.read_text(), flags=re.S)):
+            out.append((path.name, i, m.group(1)))
+    return out
+
+
+@pytest.mark.parametrize(("doc", "index", "code"), [pytest.param(*b, id=f"{b[0]}-{b[1]}") for b in _doc_blocks()])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the anomaly example divides by zero on purpose
+def test_docs_code_blocks_run(doc: str, index: int, code: str) -> None:
+    # each python block in docs/ is a self-contained, checked example
+    exec(compile(code, f"docs/{doc}[block {index}]", "exec"), {"__name__": f"docs_{index}"})
+
+
+def _resolve(root: object, dotted: str) -> bool:
+    obj = root
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+
+
+def test_docs_name_only_existing_api() -> None:
+    # every `ax.<name>` and every `x.<method>` that the docs mention exists
+    import axonml as ax
+
+    files = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = []
+    for path in files:
+        text = path.read_text()
+        for m in re.finditer(r"\b(?:ax|axonml)\.([A-Za-z_][\w.]*\w)", text):
+            if not _resolve(ax, m.group(1)):
+                missing.append(f"{path.name}: ax.{m.group(1)}")
+        for m in re.finditer(r"`x\.([A-Za-z_]\w*)", text):
+            if not hasattr(ax.Tensor, m.group(1)):
+                missing.append(f"{path.name}: Tensor.{m.group(1)}")
+    assert not missing, "the docs mention names that do not exist:\n" + "\n".join(sorted(set(missing)))

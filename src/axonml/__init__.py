@@ -27,4 +27,4 @@ __version__ = "0.1.0"
 
 from .ops import *  # noqa: E402,F403  (the functional API: axonml.exp, axonml.sum, ...)
 from . import autograd, cuda, linalg  # noqa: E402
-
+from .autograd.tape import GradientTape  # noqa: E402

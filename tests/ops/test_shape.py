@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch_ref as tr
-from harness import OpSpec, op_tests
 
 import axonml as ax
+import torch_ref as tr
 from axonml.errors import IndexingError, ShapeError
+from harness import OpSpec, op_tests
 
 T = tr.torch
 
@@ -78,7 +78,9 @@ SPECS = [
     OpSpec("select", lambda x: ax.select(x, 1, -1), lambda x: x[:, -1], (((3, 4),), ((0, 2),)),
            torch_fn=lambda x: T().select(x, 1, -1)),
     OpSpec("stack", lambda a, b: ax.stack([a, b], 1), lambda a, b: np.stack([a, b], 1),
-           (((3, 4), (3, 4)), ((0, 2), (0, 2)), ((), ())), torch_fn=lambda a, b: T().stack([a, b], 1)),
+           (((3, 4), (3, 4)), ((0, 2), (0, 2))), torch_fn=lambda a, b: T().stack([a, b], 1)),
+    OpSpec("stack_last", lambda a, b: ax.stack([a, b], -1), lambda a, b: np.stack([a, b], -1),
+           (((3, 4), (3, 4)), ((), ())), torch_fn=lambda a, b: T().stack([a, b], -1)),
     OpSpec("hstack", lambda a, b: ax.hstack([a, b]), lambda a, b: np.hstack([a, b]),
            (((3, 4), (3, 2)), ((3,), (2,)), ((), (2,))), torch_fn=lambda a, b: T().hstack([a, b])),
     OpSpec("vstack", lambda a, b: ax.vstack([a, b]), lambda a, b: np.vstack([a, b]),
@@ -89,7 +91,8 @@ SPECS = [
            torch_fn=lambda x: T().split(x, 2, 1)),
     OpSpec("split_sections", lambda x: x.split([1, 3, 1], -1), lambda x: _np_split(x, [1, 3, 1], -1),
            (((3, 5),), ((0, 5),)), torch_fn=lambda x: x.split([1, 3, 1], -1)),
-    OpSpec("chunk", lambda x: ax.chunk(x, 3), lambda x: _np_chunk(x, 3, 0), (((5, 2),), ((6, 2),), ((0, 2),), ((2, 3),)),
+    OpSpec("chunk", lambda x: ax.chunk(x, 3), lambda x: _np_chunk(x, 3, 0),
+           (((5, 2),), ((6, 2),), ((0, 2),), ((2, 3),)),
            torch_fn=lambda x: T().chunk(x, 3)),
     OpSpec("unbind", lambda x: ax.unbind(x, 1), lambda x: tuple(np.moveaxis(x, 1, 0)), (((3, 4),), ((0, 3),)),
            torch_fn=lambda x: T().unbind(x, 1)),

@@ -38,7 +38,9 @@ def device_count() -> int:
 def _require() -> ModuleType:
     cp = _cupy()
     if cp is None or device_count() == 0:
-        raise DeviceError("CUDA is not available: install CuPy (pip install 'axonml[cuda]') on a machine with an NVIDIA GPU")
+        raise DeviceError(
+            "CUDA is not available: install CuPy (pip install 'axonml[cuda]') on a machine with an NVIDIA GPU"
+        )
     return cp
 
 

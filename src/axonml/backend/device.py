@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -19,14 +20,14 @@ _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 
 class Device:
-    """A compute device: ``Device("cpu")``, ``Device("cuda")``, ``Device("cuda:1")``.
+    """A compute device: ``Device("cpu")``, ``Device("cuda")``, ``Device("cuda:1")``, ``Device("cuda", 1)``.
 
     Instances are interned, so ``Device("cuda:0") is Device("cuda:0")`` and
     comparisons are cheap. A string is accepted everywhere a Device is.
     """
 
     __slots__ = ("type", "index", "_xp")
-    _cache: dict[tuple[str, int | None], Device] = {}
+    _cache: ClassVar[dict[tuple[str, int | None], Device]] = {}
 
     type: str
     index: int | None
@@ -35,8 +36,12 @@ class Device:
     def __new__(cls, spec: str | Device, index: int | None = None) -> Device:
         if isinstance(spec, Device):
             return spec
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            spec, index = "cuda", spec  # a bare index means a CUDA device, as in PyTorch
         if not isinstance(spec, str):
             raise DeviceError(f"a device is a string like 'cpu' or 'cuda:0', got {spec!r}")
+        if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
+            raise DeviceError(f"a device index must be a non-negative integer, got {index!r}")
         m = _DEVICE_RE.match(spec.strip().lower())
         if m is None:
             raise DeviceError(f"unknown device {spec!r}: expected 'cpu', 'cuda' or 'cuda:N'")
@@ -67,7 +72,9 @@ class Device:
         return xp
 
     def __repr__(self) -> str:
-        return f"device(type='{self.type}')" if self.index is None else f"device(type='{self.type}', index={self.index})"
+        if self.index is None:
+            return f"device(type='{self.type}')"
+        return f"device(type='{self.type}', index={self.index})"
 
     def __str__(self) -> str:
         return self.type if self.index is None else f"{self.type}:{self.index}"
@@ -87,15 +94,28 @@ class Device:
         return (Device, (str(self),))
 
     def __enter__(self) -> Device:
-        if self.type == "cuda":
-            self._ctx = self.xp.cuda.Device(self.index)  # type: ignore[attr-defined]
-            self._ctx.__enter__()
+        """``with Device("cuda:1"):`` makes that GPU CuPy's current device inside the block."""
+        ctx = self.xp.cuda.Device(self.index) if self.type == "cuda" else None
+        if ctx is not None:
+            ctx.__enter__()
+        _context_stack().append(ctx)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        ctx = getattr(self, "_ctx", None)
+    def __exit__(self, *exc: Any) -> None:
+        ctx = _context_stack().pop()
         if ctx is not None:
             ctx.__exit__(*exc)
+
+
+_LOCAL = threading.local()
+
+
+def _context_stack() -> list[Any]:
+    """Per-thread stack of entered device contexts (devices are shared objects, so not on them)."""
+    stack = getattr(_LOCAL, "stack", None)
+    if stack is None:
+        stack = _LOCAL.stack = []
+    return stack  # type: ignore[no-any-return]
 
 
 def _load_cupy(dev: Device) -> ModuleType:

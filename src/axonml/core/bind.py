@@ -34,7 +34,7 @@ def _reflected(prim: Any) -> Any:
     return fn
 
 
-UNARY = {
+UNARY: dict[str, Any] = {
     "exp": E.Exp, "exp2": E.Exp2, "expm1": E.Expm1, "log": E.Log, "log2": E.Log2, "log10": E.Log10,
     "log1p": E.Log1p, "sqrt": E.Sqrt, "rsqrt": E.Rsqrt, "sin": E.Sin, "cos": E.Cos, "tan": E.Tan,
     "asin": E.Asin, "acos": E.Acos, "atan": E.Atan, "sinh": E.Sinh, "cosh": E.Cosh, "tanh": E.Tanh,
@@ -43,7 +43,7 @@ UNARY = {
     "neg": E.Neg, "isnan": B.IsNan, "isinf": B.IsInf, "isfinite": B.IsFinite,
     "logical_not": B.LogicalNot, "bitwise_not": B.BitNot, "clone": V.Clone, "view_as_self": V.Alias,
 }
-BINARY = {
+BINARY: dict[str, Any] = {
     "add": B.Add, "sub": B.Sub, "mul": B.Mul, "div": B.Div, "pow": B.Pow, "atan2": B.Atan2,
     "maximum": B.Maximum, "minimum": B.Minimum, "remainder": B.Remainder, "floor_divide": B.FloorDivide,
     "eq": B.Eq, "ne": B.Ne, "lt": B.Lt, "le": B.Le, "gt": B.Gt, "ge": B.Ge,
@@ -51,7 +51,7 @@ BINARY = {
     "bitwise_and": B.BitAnd, "bitwise_or": B.BitOr, "bitwise_xor": B.BitXor,
     "bitwise_left_shift": B.LeftShift, "bitwise_right_shift": B.RightShift,
 }
-OPERATORS = {
+OPERATORS: dict[str, Any] = {
     "__add__": B.Add, "__sub__": B.Sub, "__mul__": B.Mul, "__truediv__": B.Div, "__pow__": B.Pow,
     "__floordiv__": B.FloorDivide, "__mod__": B.Remainder, "__matmul__": None,
     "__and__": B.BitAnd, "__or__": B.BitOr, "__xor__": B.BitXor, "__lshift__": B.LeftShift,

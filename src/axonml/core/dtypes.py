@@ -52,8 +52,8 @@ class dtype:  # noqa: N801 - PyTorch's spelling
     def __repr__(self) -> str:
         return f"axonml.{self.name}"
 
-    def __reduce__(self) -> str:
-        return self.name
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (as_dtype, (self.name,))  # unpickles to the same interned object
 
 
 bool_ = dtype("bool", np.dtype(np.bool_), 1, _BOOL, False)
@@ -163,6 +163,8 @@ def result_type(*operands: Any) -> dtype:
     zero: dtype | None = None
     wrapped: dtype | None = None
     for x in operands:
+        if x is None:  # an absent optional argument (clamp's min or max)
+            continue
         d = getattr(x, "dtype", None)
         if isinstance(d, dtype):
             if x.ndim > 0:

@@ -65,14 +65,17 @@ def _own(grad: Tensor) -> Tensor:
     return Tensor._make(grad._device.xp.array(grad._data, copy=True), grad._device)
 
 
-def _sum_to(grad: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """Sum ``grad`` down to ``shape``, undoing broadcasting."""
+def _sum_to(grad: Tensor, shape: tuple[int, ...], batched: bool = False) -> Tensor:
+    """Sum ``grad`` down to ``shape``, undoing broadcasting (behind a kept batch dimension if ``batched``)."""
     if grad.shape == shape:
         return grad
     lead = grad.ndim - len(shape)
-    if lead < 0:
+    if lead < 0 or (batched and (grad.ndim == 0 or grad.shape[0] != shape[0])):
         raise ShapeError(f"gradient of shape {grad.shape} cannot be reduced to shape {shape}")
-    dims = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and grad.shape[i + lead] != 1)
+    skip = 1 if batched else 0  # (B, ..., *shape) -> (B, *shape): the batch dimension stays
+    dims = tuple(range(skip, lead + skip)) + tuple(
+        i + lead for i, n in enumerate(shape) if i >= skip and n == 1 and grad.shape[i + lead] != 1
+    )
     g = grad.sum(dim=dims, keepdim=True) if dims else grad
     return g.reshape(shape) if g.shape != shape else g
 
@@ -162,20 +165,20 @@ def run_backward(
         roots.append((node, nr, g))
 
     order = _toposort([r[0] for r in roots])
-    capture_keys: dict[tuple[int, int], int] = {}
+    capture_keys: dict[tuple[int, int], list[int]] = {}
     needed: set[int] = set()
     if capture is not None:
         for i, t in enumerate(capture):
             if not isinstance(t, Tensor) or not t._requires_grad:
                 raise AutogradError(f"input {i} of grad() does not require grad")
             node, nr = t._edge()
-            capture_keys[(id(node), nr)] = i
+            capture_keys.setdefault((id(node), nr), []).append(i)
         needed = _needed(order, {k[0] for k in capture_keys})
         order = [n for n in order if id(n) in needed]
     elif batched:
         raise AutogradError("a batched backward returns gradients: pass the inputs to capture")
     captured: list[Tensor | None] = [None] * (len(capture) if capture is not None else 0)
-    rules = _batch_rules(order, batch_rule) if batch_rule is not None else None
+    rules = _batch_rules(order, batch_rule, node_filter) if batch_rule is not None else None
     batch = roots[0][2].shape[0] if batched and roots else 0
 
     buffers: dict[int, list[Any]] = {}
@@ -188,17 +191,15 @@ def run_backward(
             grads = buffers.pop(id(node), None)
             if grads is None:
                 continue
-            if node.released:
-                raise _freed(node)
             _run_prehooks(node, grads)
             leaf = isinstance(node, AccumulateGrad)
             if leaf and grads[0] is not None:
                 grads[0] = node.run_hooks(grads[0])
-            if capture_keys:
+            if capture is not None:
                 for nr, g in enumerate(grads[: node.num_outputs]):
-                    i = capture_keys.get((id(node), nr))
-                    if i is not None and g is not None:
-                        captured[i] = g
+                    if g is not None:
+                        for i in capture_keys.get((id(node), nr), ()):
+                            captured[i] = g
                 # stop where no other captured tensor lies further down
                 if leaf or not any(e is not None and id(e[0]) in needed for e in node.next_edges):
                     continue
@@ -207,6 +208,8 @@ def run_backward(
                 continue
             if node_filter is not None and not node_filter(node):
                 continue
+            if node.released:
+                raise _freed(node)
             try:
                 _call_node(node, grads, buffers, rules[id(node)] if rules is not None else None, batch)
             except Exception as e:
@@ -235,10 +238,12 @@ def _freed(node: Any) -> AutogradError:
     )
 
 
-def _batch_rules(order: list[Any], batch_rule: Callable[[Any], Any]) -> dict[int, Any]:
+def _batch_rules(order: list[Any], batch_rule: Callable[[Any], Any], node_filter: Any) -> dict[int, Any]:
     """Every node's batched backward, or NotBatchableError naming the first node without one."""
     rules: dict[int, Any] = {}
     for node in order:
+        if node_filter is not None and not isinstance(node, AccumulateGrad) and not node_filter(node):
+            continue
         if node.pre_hooks and any(node.pre_hooks.values()):
             raise NotBatchableError(f"{node.op_name()} has hooks")
         if isinstance(node, AccumulateGrad):
@@ -304,6 +309,8 @@ def _call_node(node: Any, grads: list[Any], buffers: dict[int, list[Any]], rule:
     if not isinstance(result, tuple):
         result = (result,)
     edges = node.next_edges
+    if len(result) > len(edges) and all(g is None for g in result[len(edges):]):
+        result = result[: len(edges)]  # trailing Nones for defaulted arguments are fine, as in PyTorch
     if len(result) != len(edges):
         raise AutogradError(
             f"backward of {node.op_name()} returned {len(result)} gradient(s), expected {len(edges)} "
@@ -318,7 +325,7 @@ def _call_node(node: Any, grads: list[Any], buffers: dict[int, list[Any]], rule:
         if rule is not None:
             shape = (batch, *shape)
         if g._data.shape != shape:
-            g = _sum_to(g, shape)
+            g = _sum_to(g, shape, rule is not None)
         if g._data.dtype != dtype:
             from .dtypes import from_numpy_dtype
 
@@ -353,10 +360,14 @@ def backward(
         tensors = [tensors]
     if grad_tensors is None or isinstance(grad_tensors, Tensor):
         grad_tensors = [grad_tensors] * len(tensors) if grad_tensors is None else [grad_tensors]
+    if len(grad_tensors) != len(tensors):
+        raise AutogradError(f"backward() got {len(grad_tensors)} gradient(s) for {len(tensors)} tensor(s)")
     if inputs is None:
         run_backward(tensors, grad_tensors, retain_graph, create_graph)
         return
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if not inputs:
+        raise AutogradError("the inputs argument of backward() cannot be empty")
     grads = run_backward(tensors, grad_tensors, retain_graph, create_graph, capture=inputs, allow_unused=True)
     for t, g in zip(inputs, grads or ()):
         if g is None:
@@ -390,6 +401,10 @@ def grad(
         gos = [grad_outputs]
     else:
         gos = list(grad_outputs)
+    if not ins:
+        raise AutogradError("grad() needs at least one input to differentiate with respect to")
+    if len(gos) != len(outs):
+        raise AutogradError(f"grad_outputs has {len(gos)} entries for {len(outs)} outputs")
     if allow_unused is None:
         allow_unused = materialize_grads
     result = run_backward(outs, gos, retain_graph, create_graph, capture=ins, allow_unused=allow_unused) or []

@@ -7,17 +7,22 @@ gives the Jacobian-vector product J_f(p) @ t in one forward pass.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from ..errors import AutogradError, ShapeError
-
-if TYPE_CHECKING:
-    from .tensor import Tensor
+from .dtypes import is_float_np
+from .tensor import Tensor
 
 
 class _State(threading.local):
-    level: int = -1  # the innermost open dual level, -1 when none
-    paused: int = 0  # >0 while a jvp rule runs: its own ops carry no tangents
+    """Per thread: levels and tangents of one thread never leak into another's ops."""
+
+    def __init__(self) -> None:
+        self.level = -1  # the innermost open dual level, -1 when none
+        self.paused = 0  # >0 while a jvp rule runs: its own ops carry no tangents
+        self.open: list[dual_level] = []  # the open levels, innermost last
 
 
 _STATE = _State()
@@ -25,6 +30,16 @@ _STATE = _State()
 
 def active() -> bool:
     return _STATE.level >= 0 and _STATE.paused == 0
+
+
+class paused:  # noqa: N801 - used like no_grad
+    """Ops inside carry no tangents (a jvp rule's own ops, a Function's forward)."""
+
+    def __enter__(self) -> None:
+        _STATE.paused += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        _STATE.paused -= 1
 
 
 class dual_level:  # noqa: N801 - PyTorch's name
@@ -35,17 +50,15 @@ class dual_level:  # noqa: N801 - PyTorch's name
             raise AutogradError("nested forward-mode levels are not supported: use one dual_level at a time")
         _STATE.level = 0
         self._duals: list[Tensor] = []
-        _OPEN.append(self)
+        _STATE.open.append(self)
         return 0
 
     def __exit__(self, *exc: Any) -> None:
-        _OPEN.pop()
+        _STATE.open.pop()
         for t in self._duals:
             t._tangent = None
         _STATE.level = -1
 
-
-_OPEN: list[dual_level] = []
 
 
 def enter_dual_level() -> int:
@@ -54,9 +67,9 @@ def enter_dual_level() -> int:
 
 
 def exit_dual_level(*, level: int | None = None) -> None:
-    if not _OPEN:
+    if not _STATE.open:
         raise AutogradError("exit_dual_level() without an open level")
-    _OPEN[-1].__exit__(None, None, None)
+    _STATE.open[-1].__exit__(None, None, None)
 
 
 def make_dual(tensor: Tensor, tangent: Tensor, *, level: int | None = None) -> Tensor:
@@ -71,7 +84,7 @@ def make_dual(tensor: Tensor, tangent: Tensor, *, level: int | None = None) -> T
         raise DeviceError(f"tangent on {tangent.device} for a primal on {tensor.device}")
     dual = tensor.view_as(tensor)
     dual._tangent = tangent if tangent.dtype == tensor.dtype else tangent.to(tensor.dtype)
-    _OPEN[-1]._duals.append(dual)
+    _STATE.open[-1]._duals.append(dual)
     return dual
 
 
@@ -91,12 +104,14 @@ def unpack_dual(tensor: Tensor, *, level: int | None = None) -> UnpackedDualTens
 
 
 def _record_duals(out: Tensor) -> None:
-    if _OPEN:
-        _OPEN[-1]._duals.append(out)
+    if _STATE.open:
+        _STATE.open[-1]._duals.append(out)
 
 
 def propagate(cls: Any, ctx: Any, args: tuple[Any, ...], out: Tensor) -> None:
     """Give ``out`` the tangent of primitive ``cls`` from its inputs' tangents."""
+    if not cls.differentiable or not is_float_np(out._data.dtype):
+        return  # comparisons, integer results: no tangent, as they get no gradient
     rule = getattr(cls, "jvp", None)
     if rule is None:
         raise AutogradError(f"forward-mode AD has no rule for {cls.op_name(ctx)}; use reverse mode for it")
@@ -105,7 +120,7 @@ def propagate(cls: Any, ctx: Any, args: tuple[Any, ...], out: Tensor) -> None:
         ctx._versions = tuple(a._version[0] if hasattr(a, "_version") else 0 for a in args)
     if "_out" not in ctx.__dict__:
         ctx._out = (out._data, out._version, out._version[0])
-    tangents = [getattr(a, "_tangent", None) for a in args]
+    tangents = [_primitive_tangent(a) for a in args]
     _STATE.paused += 1
     try:
         t = rule(ctx, *tangents)
@@ -114,6 +129,26 @@ def propagate(cls: Any, ctx: Any, args: tuple[Any, ...], out: Tensor) -> None:
     if t is not None:
         out._tangent = t
         _record_duals(out)
+        # a backward reading ``ctx.output`` inside this level sees the tangent too (forward-over-reverse)
+        ctx._out_tangent = (t, _STATE.open[-1] if _STATE.open else None)
+
+
+def _primitive_tangent(a: Any) -> Any:
+    """One jvp argument: a tensor's tangent (or None), None for a constant operand (a number or an array),
+    and any other argument (a shape, an index, a dtype, a device) as is, for the rules that read it."""
+    if isinstance(a, Tensor):
+        return a._tangent
+    if isinstance(a, int | float | complex | np.generic | np.ndarray) or hasattr(a, "__cuda_array_interface__"):
+        return None
+    return a
+
+
+def attach_saved_tangent(t: Tensor, saved: tuple[Any, Any]) -> None:
+    """Give ``t`` (a node's re-attached output) the tangent saved at forward time, if its level is open."""
+    tangent, level = saved
+    if _STATE.open and _STATE.open[-1] is level:
+        t._tangent = tangent
+        _STATE.open[-1]._duals.append(t)
 
 
 def propagate_function(cls: Any, ctx: Any, args: tuple[Any, ...], outputs: list[Any]) -> None:
@@ -121,14 +156,38 @@ def propagate_function(cls: Any, ctx: Any, args: tuple[Any, ...], outputs: list[
     rule = getattr(cls, "jvp", None)
     if rule is None or rule is getattr(super(cls, cls), "jvp", None):
         raise AutogradError(f"the Function {cls.__name__} defines no jvp(ctx, *tangents) for forward-mode AD")
-    tangents = [getattr(a, "_tangent", None) for a in args]
+    tangents = [_function_tangent(a) for a in args]
     _STATE.paused += 1
     try:
         result = rule(ctx, *tangents)
     finally:
         _STATE.paused -= 1
     results = result if isinstance(result, tuple) else (result,)
-    for o, t in zip(outputs, results):
-        if t is not None and hasattr(o, "_tangent"):
-            o._tangent = t
-            _record_duals(o)
+    if len(results) != len(outputs):
+        raise AutogradError(
+            f"jvp of {cls.__name__} returned {len(results)} tangent(s) for {len(outputs)} output(s)"
+        )
+    saved = getattr(ctx, "_saved", ())
+    for nr, (o, t) in enumerate(zip(outputs, results)):
+        if t is None or not isinstance(o, Tensor):
+            continue
+        if not isinstance(t, Tensor) or t.shape != o.shape:
+            got = t.shape if isinstance(t, Tensor) else type(t).__name__
+            raise AutogradError(f"jvp of {cls.__name__}: tangent {got} for output {nr} of shape {o.shape}")
+        o._tangent = t
+        _record_duals(o)
+        for alias, _, out_nr in saved:  # an output saved for backward carries its tangent too
+            if out_nr == nr and alias is not None:
+                alias._tangent = t
+                _record_duals(alias)
+
+
+def _function_tangent(a: Any) -> Any:
+    """What a Function's jvp gets for argument ``a``: as in PyTorch, zeros for a float tensor without one."""
+    if not isinstance(a, Tensor):
+        return None
+    if a._tangent is not None:
+        return a._tangent
+    if is_float_np(a._data.dtype):
+        return Tensor._make(a._device.xp.zeros_like(a._data), a._device)
+    return None

@@ -9,6 +9,7 @@ graph of its own and higher derivatives need no extra code.
 from __future__ import annotations
 
 import itertools
+import os
 import traceback
 from typing import Any, ClassVar
 
@@ -20,7 +21,6 @@ from .anomaly import ANOMALY
 from .dtypes import is_float_np, result_type
 from .grad_mode import GRAD_ENABLED
 from .tensor import Tensor
-
 
 # Creation order of recorded nodes: a GradientTape differentiates only through the nodes made
 # while it was recording (a range of these numbers), as TensorFlow's tape does.
@@ -62,7 +62,7 @@ class Node:
         """Drop what backward needed; a second backward then fails with a clear error."""
         self.released = True
         d = self.__dict__
-        for key in ("_inputs", "_out", "_saved"):
+        for key in ("_inputs", "_out", "_saved", "_out_tangent"):
             d.pop(key, None)
 
     def register_prehook(self, output_nr: int, hook: Any) -> None:
@@ -91,6 +91,10 @@ class Primitive(Node):
     PyTorch result type first) and ``is_view`` (the output shares memory with
     the first input), and define ``forward(ctx, *arrays)`` and
     ``backward(ctx, grad)``; ``jvp(ctx, *tangents)`` adds a forward-mode rule.
+    ``jvp`` gets one entry per positional argument: a Tensor's tangent (None
+    if it has none), None for a Python number, and any other argument (a
+    shape, an index, a dtype) as it was passed. Non-differentiable ops and
+    integer results get no tangent and need no rule.
     """
 
     saves: ClassVar[str] = ""
@@ -130,7 +134,7 @@ class Primitive(Node):
         if cls.promote:
             _promote(args, arrays)
         ctx.device = device
-        ctx.xp = device.xp
+        ctx.xp = device._xp or device.xp  # the attribute is set once the device was used
         out_data = cls.forward(ctx, *arrays)
         if isinstance(out_data, np.generic):  # NumPy returns scalars for 0-d results
             out_data = np.asarray(out_data)
@@ -164,7 +168,7 @@ class Primitive(Node):
                 if saves != "inputs":
                     ctx._out = (out_data, out._version, out._version[0])
             if ANOMALY.enabled:
-                ctx.forward_trace = "".join(traceback.format_stack(limit=12)[:-2])
+                ctx.forward_trace = _forward_trace()
             out._requires_grad = True
             out._grad_fn = ctx
         if has_tangent and _fwd.active():
@@ -210,6 +214,9 @@ class Primitive(Node):
         if GRAD_ENABLED.get() and "next_edges" in self.__dict__:
             t._requires_grad = True
             t._grad_fn = self
+        tangent = self.__dict__.get("_out_tangent")
+        if tangent is not None and _fwd.active():  # forward-over-reverse: the output's tangent comes too
+            _fwd.attach_saved_tangent(t, tangent)
         return t
 
 
@@ -224,6 +231,18 @@ class _ViewFn:
     def __call__(self, base: Tensor) -> Tensor:
         src = base if self.parent is None else self.parent(base)
         return self.op.apply(src, *self.args)  # type: ignore[no-any-return]
+
+
+# frames of the op machinery, left out of anomaly mode's forward traces
+_MACHINERY = (os.path.join("core", "function.py"), os.path.join("core", "bind.py"))
+
+
+def _forward_trace() -> str:
+    """The caller's stack for anomaly mode, without the frames of the op machinery itself."""
+    frames = traceback.extract_stack(limit=16)
+    while frames and frames[-1].filename.endswith(_MACHINERY):
+        frames.pop()
+    return "".join(traceback.format_list(frames[-12:]))
 
 
 def _freed_error(node: Node) -> AutogradError:
@@ -286,6 +305,9 @@ class FunctionCtx(Node):
                 alias._requires_grad = True
                 alias._grad_fn = self
                 alias._output_nr = out_nr
+                if t._tangent is not None and _fwd.active():  # forward-over-reverse
+                    alias._tangent = t._tangent
+                    _fwd._record_duals(alias)
                 t = alias
             result.append(t)
         return tuple(result)
@@ -307,14 +329,38 @@ class FunctionCtx(Node):
 class Function(FunctionCtx):
     """A user-defined differentiable op, as ``torch.autograd.Function``.
 
-    Define ``forward(ctx, *args)`` (Tensors in, Tensors out; runs without
-    recording) and ``backward(ctx, *grad_outputs)`` (one gradient or ``None``
-    per forward argument), both static, then call ``MyOp.apply(*args)``.
-    Optionally define ``jvp(ctx, *tangents)`` for forward mode.
+    Subclass it and define two static methods, then call ``MyOp.apply(*args)``:
 
-    If backward is written with axonml ops it is differentiable again
-    (``create_graph=True`` works). If it is not (it goes through NumPy), wrap
-    it with :func:`once_differentiable`: a second derivative then raises.
+    - ``forward(ctx, *args)``: Tensors (and any other values) in, a Tensor or a
+      tuple of Tensors out. It runs without recording a graph. Keep what
+      backward needs with ``ctx.save_for_backward(*tensors)`` (tensors are
+      checked for in-place changes when read back through
+      ``ctx.saved_tensors``) or as plain attributes (``ctx.dim = dim``).
+      ``ctx.needs_input_grad[i]`` says whether argument ``i`` needs a gradient;
+      ``ctx.mark_non_differentiable(*outputs)`` marks outputs (indices, masks)
+      that get no gradient.
+    - ``backward(ctx, *grad_outputs)``: one gradient per output in, one
+      gradient (or ``None``) per forward argument out. The engine sums a
+      gradient down to its input's shape and casts it to its dtype.
+
+    Optionally define ``jvp(ctx, *tangents)`` (one tangent per forward
+    argument; a tensor argument without one gets zeros, other arguments get
+    ``None``), returning one tangent per output: forward-mode AD
+    (``forward_ad``) then works through the Function.
+
+    Differentiating twice: if backward is written with axonml ops, it records
+    a graph of its own under ``create_graph=True`` and second derivatives need
+    no extra code. If backward leaves axonml (NumPy, a C extension), decorate
+    it with :func:`once_differentiable` (below ``@staticmethod``)::
+
+        @staticmethod
+        @once_differentiable
+        def backward(ctx, grad):
+            ...
+
+    Its gradients are then plain values; differentiating through them again
+    raises an ``AutogradError`` naming the Function instead of silently giving
+    zero.
     """
 
     @staticmethod
@@ -336,7 +382,7 @@ class Function(FunctionCtx):
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
         from .grad_mode import no_grad
 
-        with no_grad():
+        with no_grad(), _fwd.paused():  # forward's own ops neither record nor carry tangents
             outputs = cls.forward(ctx, *args, **kwargs)
         single = not isinstance(outputs, tuple)
         outs = (outputs,) if single else outputs
@@ -349,9 +395,12 @@ class Function(FunctionCtx):
                 (a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None for a in args
             )
             ctx.num_outputs = len(outs)
-            ctx.out_meta = tuple((o._data.shape, o._data.dtype, o._device) if isinstance(o, Tensor) else None for o in outs)
+            ctx.out_meta = tuple(
+                (o._data.shape, o._data.dtype, o._device) if isinstance(o, Tensor) else None for o in outs
+            )
+            ctx.seq = _next_seq()
             if ANOMALY.enabled:
-                ctx.forward_trace = "".join(traceback.format_stack(limit=12)[:-2])
+                ctx.forward_trace = _forward_trace()
         non_diff = getattr(ctx, "_non_diff", set())
         wrapped = []
         saved_ids = {id(t): i for i, (t, _, _) in enumerate(getattr(ctx, "_saved", ())) if t is not None}
@@ -383,10 +432,13 @@ class Function(FunctionCtx):
 
 
 def once_differentiable(backward: Any) -> Any:
-    """Mark a Function's backward as not differentiable itself.
+    """Mark a :class:`Function`'s backward as not differentiable itself.
 
-    The backward then runs without recording, and a second derivative through
-    it raises a clear error instead of silently returning zero.
+    The backward runs without recording. Under ``create_graph=True`` its
+    gradients are attached to a node that raises a clear ``AutogradError``
+    naming the Function if anything differentiates through it (a second
+    derivative), instead of silently treating the gradient as a constant.
+    Put it below ``@staticmethod``.
     """
     import functools
 
@@ -399,26 +451,40 @@ def once_differentiable(backward: Any) -> Any:
             result = backward(ctx, *grads)
         if not create_graph:
             return result
-        results = result if isinstance(result, tuple) else (result,)
-        grad_tensors = [g for g in grads if isinstance(g, Tensor)]
-        return tuple(
-            _OnceDifferentiable.apply(r, ctx, *grad_tensors) if isinstance(r, Tensor) else r for r in results
-        )
+        edges = [*ctx.next_edges, *(g._edge() for g in grads if isinstance(g, Tensor) and g._requires_grad)]
+        if isinstance(result, tuple):
+            return tuple(_once_differentiable(r, ctx, edges) for r in result)
+        return _once_differentiable(result, ctx, edges)
 
     return wrapper
 
 
-class _OnceDifferentiable(Primitive):
-    """Identity whose backward refuses: stands for a backward that cannot be differentiated."""
+def _once_differentiable(value: Any, origin: Node, edges: list[Any]) -> Any:
+    """``value`` as the output of a node whose backward refuses, linked to what it depends on."""
+    if not isinstance(value, Tensor) or not is_float_np(value._data.dtype):
+        return value
+    node = _OnceDifferentiable.__new__(_OnceDifferentiable)
+    node.origin = origin
+    node.next_edges = tuple(edges)
+    node.input_meta = (None,) * len(edges)
+    node.seq = _next_seq()
+    out = Tensor._make(value._data, value._device)
+    out._version = value._version
+    out._requires_grad = True
+    out._grad_fn = node
+    return out
 
-    @staticmethod
-    def forward(ctx: Any, x: Any, origin: Any, *grads: Any) -> Any:
-        # recorded because the incoming grads require grad; x itself is plain data
-        ctx.origin = origin
-        return x
 
-    def backward(self, grad: Tensor) -> Any:
+class _OnceDifferentiable(Node):
+    """Stands for a gradient computed by a once_differentiable backward: its own backward refuses."""
+
+    origin: Node
+
+    def op_name(self) -> str:
+        return f"OnceDifferentiable[{self.origin.op_name()}]"
+
+    def backward(self, *grads: Tensor) -> Any:
         raise AutogradError(
             f"the backward of {self.origin.op_name()} is marked once_differentiable: "
-            "it cannot be differentiated again"
+            "it cannot be differentiated again (a second derivative went through it)"
         )

@@ -8,11 +8,13 @@ versions and views.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import builtins
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..backend import CPU, Device, as_device, move_array
+from ..backend import CPU, Device, as_device
 from ..errors import AutogradError, DTypeError
 from . import dtypes as _dt
 
@@ -32,6 +34,58 @@ class Tensor:
 
     _data: Any
     _device: Device
+    _requires_grad: bool
+    _grad: Tensor | None
+    _grad_fn: Any
+    _output_nr: int
+    _version: list[int]  # one box shared by a tensor and its views
+    _base: Tensor | None
+    _tangent: Tensor | None
+    _grad_acc: Any
+    _retains_grad: bool
+    _vfn: Any
+    _view_version: int
+    _leaf_hooks: list[Any] | None
+
+    if TYPE_CHECKING:
+        # Math methods and operators are bound at import by core/bind.py and axonml.ops;
+        # these declarations only tell the type checker they exist.
+        def __getattr__(self, name: str) -> Any: ...
+        def __getitem__(self, index: Any) -> Tensor: ...
+        def __setitem__(self, index: Any, value: Any) -> None: ...
+        def __add__(self, other: Any) -> Tensor: ...
+        def __radd__(self, other: Any) -> Tensor: ...
+        def __iadd__(self, other: Any) -> Tensor: ...
+        def __sub__(self, other: Any) -> Tensor: ...
+        def __rsub__(self, other: Any) -> Tensor: ...
+        def __isub__(self, other: Any) -> Tensor: ...
+        def __mul__(self, other: Any) -> Tensor: ...
+        def __rmul__(self, other: Any) -> Tensor: ...
+        def __imul__(self, other: Any) -> Tensor: ...
+        def __truediv__(self, other: Any) -> Tensor: ...
+        def __rtruediv__(self, other: Any) -> Tensor: ...
+        def __itruediv__(self, other: Any) -> Tensor: ...
+        def __floordiv__(self, other: Any) -> Tensor: ...
+        def __rfloordiv__(self, other: Any) -> Tensor: ...
+        def __mod__(self, other: Any) -> Tensor: ...
+        def __rmod__(self, other: Any) -> Tensor: ...
+        def __pow__(self, other: Any) -> Tensor: ...
+        def __rpow__(self, other: Any) -> Tensor: ...
+        def __matmul__(self, other: Any) -> Tensor: ...
+        def __rmatmul__(self, other: Any) -> Tensor: ...
+        def __and__(self, other: Any) -> Tensor: ...
+        def __or__(self, other: Any) -> Tensor: ...
+        def __xor__(self, other: Any) -> Tensor: ...
+        def __lt__(self, other: Any) -> Tensor: ...
+        def __le__(self, other: Any) -> Tensor: ...
+        def __gt__(self, other: Any) -> Tensor: ...
+        def __ge__(self, other: Any) -> Tensor: ...
+        def __eq__(self, other: Any) -> Tensor: ...  # type: ignore[override]
+        def __ne__(self, other: Any) -> Tensor: ...  # type: ignore[override]
+        def __neg__(self) -> Tensor: ...
+        def __pos__(self) -> Tensor: ...
+        def __abs__(self) -> Tensor: ...
+        def __invert__(self) -> Tensor: ...
 
     def __init__(self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> None:
         from .creation import _to_array
@@ -321,6 +375,11 @@ class Tensor:
         return a if dtype is None else a.astype(dtype)
 
     def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
+        """Export without a copy through DLPack (``np.from_dlpack(t)``, ``torch.from_dlpack(t)``)."""
+        if self._requires_grad:
+            raise BufferError("can't export a tensor that requires grad through DLPack; use tensor.detach()")
+        if self._device is CPU and self._data.dtype == _dt._BF16_NP:
+            raise BufferError("NumPy can't export bfloat16 through DLPack; convert with .float() first")
         return self._data.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self) -> Any:
@@ -409,7 +468,7 @@ class Tensor:
         return self._cast(_dt.bool_)
 
     # ----- Python protocol ------------------------------------------------------
-    def __len__(self) -> int:
+    def __len__(self) -> builtins.int:
         if self._data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return int(self._data.shape[0])
@@ -419,25 +478,25 @@ class Tensor:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(self._data.shape[0]))
 
-    def __bool__(self) -> bool:
+    def __bool__(self) -> builtins.bool:
         if self._data.size != 1:
             raise ValueError(
                 f"the truth value of a tensor with {self._data.size} elements is ambiguous; use .any() or .all()"
             )
         return bool(self.item())
 
-    def __float__(self) -> float:
+    def __float__(self) -> builtins.float:
         return float(self.item())
 
-    def __int__(self) -> int:
+    def __int__(self) -> builtins.int:
         return int(self.item())
 
-    def __index__(self) -> int:
+    def __index__(self) -> builtins.int:
         if self._data.dtype.kind not in "iub" or self._data.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> builtins.int:
         return id(self)
 
     def __repr__(self) -> str:
@@ -460,7 +519,7 @@ class Tensor:
     def __reduce_ex__(self, protocol: Any) -> Any:
         return (_rebuild, (self._host(), str(self._device), self._requires_grad))
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> Tensor:
+    def __deepcopy__(self, memo: dict[builtins.int, Any]) -> Tensor:
         if self._grad_fn is not None:
             raise AutogradError("only leaf tensors support deepcopy; detach() first")
         t = type(self).__new__(type(self))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from ..core.bind import FUNCTIONS as _PRIM_FUNCTIONS
 from ..core.tensor import Tensor as _Tensor
-from . import indexing, math, reduction, shape
+from . import indexing, linalg_ops, math, random, reduction, shape
 
 globals().update(_PRIM_FUNCTIONS)
-_MODULES = (math, reduction, shape, indexing)
+_MODULES = (math, reduction, shape, indexing, linalg_ops, random)
 for _m in _MODULES:
     globals().update({name: getattr(_m, name) for name in _m.__all__})
     for _name, _fn in _m.METHODS.items():

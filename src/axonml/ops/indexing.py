@@ -24,8 +24,8 @@ __all__: list[str] = [
     "nonzero", "one_hot", "scatter", "scatter_add", "sort", "take_along_dim", "topk", "tril", "triu", "unique",
 ]
 
-sort_result = namedtuple("sort", ["values", "indices"])  # torch.return_types.sort
-topk_result = namedtuple("topk", ["values", "indices"])  # torch.return_types.topk
+sort_result = namedtuple("sort", ["values", "indices"])  # type: ignore[name-match]  # as torch.return_types.sort
+topk_result = namedtuple("topk", ["values", "indices"])  # type: ignore[name-match]  # as torch.return_types.topk
 
 
 # ----- checks --------------------------------------------------------------------------
@@ -43,8 +43,11 @@ def _index_tensor(op: str, index: Any, ref: Tensor) -> Tensor:
 
 def _check_range(op: str, index: Tensor, size: int, dim: int) -> None:
     a = index._data
-    if a.size and (int(a.min()) < 0 or int(a.max()) >= size):
-        bad = int(a.min()) if int(a.min()) < 0 else int(a.max())
+    if not a.size:
+        return
+    lo, hi = int(a.min()), int(a.max())  # one device sync each on CUDA
+    if lo < 0 or hi >= size:
+        bad = lo if lo < 0 else hi
         raise IndexingError(f"{op}: index {bad} is out of bounds for dimension {dim} with size {size}")
 
 
@@ -54,8 +57,9 @@ def _same_dtype(op: str, x: Tensor, src: Tensor) -> None:
 
 
 def _check_index_shape(op: str, x: Tensor, dim: int, index: Tensor, src: Tensor | None = None) -> None:
-    if index.ndim != x.ndim:
-        raise ShapeError(f"{op}: index has {index.ndim} dimensions, the tensor has {x.ndim}")
+    if index.ndim != x.ndim or (src is not None and src.ndim != x.ndim):
+        extra = f" and the source {src.ndim}" if src is not None else ""
+        raise ShapeError(f"{op}: index has {index.ndim} dimensions, the tensor has {x.ndim}{extra}")
     for i, n in enumerate(index.shape):
         if (i != dim and n > x.shape[i]) or (src is not None and n > src.shape[i]):
             extra = f" and source {src.shape}" if src is not None else ""
@@ -75,12 +79,14 @@ def _dim_index(dim: int, index: Tensor) -> tuple[Any, ...]:
 
 # ----- gather / scatter ----------------------------------------------------------------
 def gather(input: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False) -> Tensor:  # noqa: A002
-    """``out[i][j] = input[index[i][j]][j]`` for ``dim=0``; ``index`` may be smaller outside ``dim``."""
+    """``out[i][j] = input[index[i][j]][j]`` for ``dim=0``; ``index`` may be smaller outside ``dim``.
+
+    ``sparse_grad`` is accepted for PyTorch compatibility; the gradient is always dense.
+    """
     index = _index_tensor("gather", index, input)
     d = _wrap_dim(dim, input.ndim)
     if input.ndim == 0:
-        input, index = input.reshape(1), index.reshape(1)
-        return gather(input, 0, index).reshape(())
+        return gather(input.reshape(1), 0, index.reshape(1)).reshape(())
     _check_index_shape("gather", input, d, index)
     _check_range("gather", index, input.shape[d], dim)
     return _P.Gather.apply(input, d, index)
@@ -132,9 +138,12 @@ def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Te
         raise ShapeError(f"take_along_dim: indices have {indices.ndim} dimensions, the input has {input.ndim}")
     from .shape import broadcast_shapes
 
-    outer = broadcast_shapes(input.shape[:d] + (1,) + input.shape[d + 1 :], indices.shape[:d] + (1,) + indices.shape[d + 1 :])
-    x = input.expand(outer[:d] + (input.shape[d],) + outer[d + 1 :])
-    idx = indices.expand(outer[:d] + (indices.shape[d],) + outer[d + 1 :])
+    # every dimension but dim broadcasts: (..., n, ...) and (..., k, ...) meet at (..., *, ...)
+    outer = broadcast_shapes(
+        (*input.shape[:d], 1, *input.shape[d + 1 :]), (*indices.shape[:d], 1, *indices.shape[d + 1 :])
+    )
+    x = input.expand((*outer[:d], input.shape[d], *outer[d + 1:]))
+    idx = indices.expand((*outer[:d], indices.shape[d], *outer[d + 1:]))
     return gather(x, d, idx)
 
 
@@ -164,7 +173,7 @@ def index_add(input: Tensor, dim: int, index: Tensor, source: Tensor, *, alpha: 
             raise ShapeError(f"index_add: a 0-d tensor takes a 0-d source and one index, got {source.shape}")
         return index_add(input.reshape(1), 0, index.reshape(1), source.reshape(1), alpha=alpha).reshape(())
     d = _wrap_dim(dim, input.ndim)
-    expected = input.shape[:d] + (index.numel(),) + input.shape[d + 1 :]
+    expected = (*input.shape[:d], index.numel(), *input.shape[d + 1:])
     if source.shape != expected:
         raise ShapeError(f"index_add: source of shape {source.shape}, expected {expected}")
     _check_range("index_add", index, input.shape[d], dim)

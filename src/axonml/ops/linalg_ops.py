@@ -92,8 +92,8 @@ def inner(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002
     k = input.shape[-1]
     if other.shape[-1] != k:
         raise ShapeError(f"inner: last dimensions of {input.shape} and {other.shape} differ")
-    a = input.reshape(-1, k)  # (P, k)
-    b = other.reshape(-1, k)  # (Q, k)
+    a = input.reshape(math.prod(input.shape[:-1]), k)  # (P, k)
+    b = other.reshape(math.prod(other.shape[:-1]), k)  # (Q, k)
     return matmul(a, b.mT).reshape(input.shape[:-1] + other.shape[:-1])
 
 
@@ -121,10 +121,11 @@ def _diagonals(t: Tensor, labels: list[Label]) -> tuple[Tensor, list[Label]]:
         if len(sizes) != 1:
             raise ShapeError(f"einsum: subscript {lab!r} is repeated with different sizes {sorted(sizes)}")
         n, k = sizes.pop(), len(pos)
-        t = _permute(t, rest + pos)
-        t = t.reshape(t.shape[: len(rest)] + (n**k,))
-        # the diagonal of n^k flattened entries is every (1 + n + ... + n^(k-1))-th one
-        t = t[..., :: sum(n**j for j in range(k))]
+        xp = t._device.xp
+        delta = xp.zeros((n,) * k, dtype=t._data.dtype)  # 1 where all k indices are equal
+        delta[(xp.arange(n),) * k] = 1
+        # masking and summing (not strided slicing) keeps every derivative order and forward mode simple
+        t = _sum(_permute(t, rest + pos) * Tensor._make(delta, t._device), range(t.ndim - k + 1, t.ndim))
         labels = [labels[i] for i in rest] + [lab]
     return t, labels
 
@@ -153,14 +154,12 @@ def _contract(a: Tensor, la: list[Label], b: Tensor, lb: list[Label], keep: set[
     b, lb = _drop(b, lb, keep | set(la))
     shared = [x for x in la if x in lb]
     contr = [x for x in shared if x not in keep]
-    for x in list(contr):  # a size-1 side broadcasts: sum the other side first
+    for x in list(contr):  # sizes n and 1 (broadcast): sum the n side, then both drop the label
         ia, ib = la.index(x), lb.index(x)
         if a.shape[ia] != b.shape[ib]:
-            a, la = (a.sum(dim=ia), la[:ia] + la[ia + 1:]) if b.shape[ib] == 1 else (a.squeeze(ia), la[:ia] + la[ia + 1:])
-            b, lb = (b.sum(dim=ib), lb[:ib] + lb[ib + 1:]) if a.ndim < len(la) + 1 and False else (b, lb)
-            if x in lb:
-                ib = lb.index(x)
-                b, lb = (b.squeeze(ib) if b.shape[ib] == 1 else b.sum(dim=ib)), lb[:ib] + lb[ib + 1:]
+            a = a.squeeze(ia) if a.shape[ia] == 1 else _sum(a, [ia])
+            b = b.squeeze(ib) if b.shape[ib] == 1 else _sum(b, [ib])
+            la, lb = la[:ia] + la[ia + 1:], lb[:ib] + lb[ib + 1:]
             contr.remove(x)
     batch = [x for x in shared if x in keep]
     aonly = [x for x in la if x not in lb]
@@ -176,8 +175,8 @@ def _contract(a: Tensor, la: list[Label], b: Tensor, lb: list[Label], keep: set[
         b = _permute(b, [lb.index(x) for x in batch + bonly]).reshape(b_batch + (1,) * len(aonly) + b_sizes)
         return a * b, batch + aonly + bonly
     k = math.prod(sa[x] for x in contr)
-    a = _permute(a, [la.index(x) for x in batch + aonly + contr]).reshape(a_batch + (math.prod(a_sizes), k))
-    b = _permute(b, [lb.index(x) for x in batch + contr + bonly]).reshape(b_batch + (k, math.prod(b_sizes)))
+    a = _permute(a, [la.index(x) for x in batch + aonly + contr]).reshape((*a_batch, math.prod(a_sizes), k))
+    b = _permute(b, [lb.index(x) for x in batch + contr + bonly]).reshape((*b_batch, k, math.prod(b_sizes)))
     out = matmul(a, b)  # (batch..., M, N); batch dimensions of size 1 broadcast
     return out.reshape(out.shape[:-2] + a_sizes + b_sizes), batch + aonly + bonly
 
@@ -237,7 +236,7 @@ def einsum(equation: str, *operands: Any) -> Tensor:
     out_set = set(out)
     if len(ops) == 1:
         t, labs = _drop(*ops[0], out_set)
-        if t is operands[0]:
+        if t is operands[0] and labs == out:
             return t.view_as(t)
     else:
         while len(ops) > 1:
@@ -246,3 +245,175 @@ def einsum(equation: str, *operands: Any) -> Tensor:
             ops = [_contract(a, la, b, lb, keep), *ops[2:]]
         t, labs = _drop(*ops[0], out_set)
     return _permute(t, [labs.index(x) for x in out])
+
+
+# ----- inverse, solve, determinants, Cholesky ----------------------------------------------
+LinAlgError = L.LinAlgError
+
+
+def inv(A: Tensor) -> Tensor:  # noqa: N803 - PyTorch's name
+    """Inverse of a batch of square matrices ``(..., n, n)``; raises LinAlgError if singular."""
+    _floats("linalg.inv", A)
+    return L.Inv.apply(A)  # type: ignore[no-any-return]
+
+
+inverse = inv
+
+
+def solve(A: Tensor, B: Tensor, *, left: bool = True) -> Tensor:  # noqa: N803
+    """``X`` with ``A X = B`` (``X A = B`` if ``left=False``), as ``torch.linalg.solve``.
+
+    ``B`` is a batch of vectors when it is 1-D or has shape ``A.shape[:-1]``;
+    otherwise a batch of ``(n, k)`` matrices. Batch dimensions broadcast.
+    """
+    _floats("linalg.solve", A, B)
+    if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+        raise ShapeError(f"linalg.solve: A must be a batch of square matrices, got shape {A.shape}")
+    if not left:
+        return solve(A.mT, B.mT).mT
+    if B.ndim == 1 or (B.ndim == A.ndim - 1 and B.shape == A.shape[:-1]):
+        return L.Solve.apply(A, B.unsqueeze(-1)).squeeze(-1)  # type: ignore[no-any-return]
+    return L.Solve.apply(A, B)  # type: ignore[no-any-return]
+
+
+def det(A: Tensor) -> Tensor:  # noqa: N803
+    """Determinant of ``(..., n, n)``; differentiable also at singular matrices (first order)."""
+    _floats("linalg.det", A)
+    return L.Det.apply(A)  # type: ignore[no-any-return]
+
+
+class SlogdetResult(NamedTuple):
+    sign: Tensor
+    logabsdet: Tensor
+
+
+def slogdet(A: Tensor) -> SlogdetResult:  # noqa: N803
+    """``(sign, log|det|)`` of ``(..., n, n)``, without over- or underflow; the sign has no gradient."""
+    _floats("linalg.slogdet", A)
+    logabs = L.LogAbsDet.apply(A)
+    xp = A._device.xp
+    data = A._data
+    if data.size == 0:
+        sign = xp.ones(data.shape[:-2], dtype=data.dtype)
+    else:
+        sign = xp.linalg.slogdet(L._work(data))[0].astype(data.dtype, copy=False)
+    return SlogdetResult(Tensor._make(sign, A._device), logabs)
+
+
+def logdet(A: Tensor) -> Tensor:  # noqa: N803
+    """``log(det(A))``: ``-inf`` where det is 0, NaN where it is negative (as PyTorch)."""
+    sign, logabs = slogdet(A)
+    return where(sign < 0, float("nan"), logabs)
+
+
+def cholesky(A: Tensor, *, upper: bool = False) -> Tensor:  # noqa: N803
+    """Cholesky factor of a symmetric positive-definite ``(..., n, n)``: lower ``L`` with ``A = L L^T``.
+
+    With ``upper=True`` returns ``U = L^T`` (``A = U^T U``). The lower triangle
+    of ``A`` is read; raises LinAlgError if ``A`` is not positive definite.
+    """
+    _floats("linalg.cholesky", A)
+    low = L.Cholesky.apply(A)
+    return low.mT if upper else low
+
+
+def svdvals(A: Tensor) -> Tensor:  # noqa: N803
+    """Singular values of ``(..., m, n)`` in descending order (first-order differentiable)."""
+    _floats("linalg.svdvals", A)
+    return L.Svdvals.apply(A)  # type: ignore[no-any-return]
+
+
+# ----- norms ----------------------------------------------------------------------------------
+def _safe_root(s: Tensor, p: float) -> Tensor:
+    """``s ** (1/p)`` whose gradient is 0 (not NaN) where ``s == 0``, as PyTorch's norms."""
+    pos = s.detach() > 0
+    root = where(pos, s, 1.0).sqrt() if p == 2 else where(pos, s, 1.0) ** (1.0 / p)
+    return where(pos, root, 0.0)
+
+
+def vector_norm(x: Tensor, ord: float = 2, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:  # noqa: A002
+    """``(sum |x|^ord)^(1/ord)`` over ``dim`` (all by default); ``ord`` may be inf, -inf or 0."""
+    _floats("linalg.vector_norm", x)
+    if isinstance(ord, str):
+        raise ValueError(f"linalg.vector_norm: ord must be a number, got {ord!r}")
+    if dtype is not None:
+        x = x.to(dtype)
+    dims = norm_dims(dim, x.ndim)
+    if ord == math.inf:
+        return x.abs().amax(dim=dims, keepdim=keepdim)
+    if ord == -math.inf:
+        return x.abs().amin(dim=dims, keepdim=keepdim)
+    if ord == 0:
+        return (x != 0).sum(dim=dims, keepdim=keepdim).to(x.dtype)
+    if ord == 1:
+        return x.abs().sum(dim=dims, keepdim=keepdim)
+    if ord == 2:
+        return _safe_root((x * x).sum(dim=dims, keepdim=keepdim), 2)
+    s = (x.abs() ** ord).sum(dim=dims, keepdim=keepdim)
+    return _safe_root(s, ord) if ord > 0 else s ** (1.0 / ord)
+
+
+def matrix_norm(A: Tensor, ord: Any = "fro", dim: tuple[int, int] = (-2, -1), keepdim: bool = False,  # noqa: A002, N803
+                *, dtype: Any = None) -> Tensor:
+    """Matrix norm over the two dimensions ``dim``: 'fro', 'nuc', 1, -1, 2, -2, inf, -inf."""
+    _floats("linalg.matrix_norm", A)
+    if A.ndim < 2:
+        raise ShapeError(f"linalg.matrix_norm: expected at least 2 dimensions, got shape {A.shape}")
+    if dtype is not None:
+        A = A.to(dtype)
+    if len(dim) != 2:
+        raise ShapeError(f"linalg.matrix_norm: dim must name 2 dimensions, got {dim}")
+    d0, d1 = _wrap_dim(dim[0], A.ndim), _wrap_dim(dim[1], A.ndim)
+    if d0 == d1:
+        raise ShapeError(f"linalg.matrix_norm: dims must differ, got {dim}")
+    if ord == "fro":
+        return vector_norm(A, 2, (d0, d1), keepdim)
+    if ord in ("nuc", 2, -2):
+        rest = [i for i in range(A.ndim) if i not in (d0, d1)]
+        s = svdvals(_permute(A, [*rest, d0, d1]))  # (..., k)
+        r = s.sum(dim=-1) if ord == "nuc" else (s.amax(dim=-1) if ord == 2 else s.amin(dim=-1))
+        return r.unsqueeze(min(d0, d1)).unsqueeze(max(d0, d1)) if keepdim else r
+    if ord in (1, -1, math.inf, -math.inf):
+        inner_dim, outer_dim = (d0, d1) if ord in (1, -1) else (d1, d0)  # 1: max column sum
+        sums = A.abs().sum(dim=inner_dim, keepdim=True)
+        r = sums.amax(dim=outer_dim, keepdim=True) if ord > 0 else sums.amin(dim=outer_dim, keepdim=True)
+        return r if keepdim else r.squeeze((d0, d1))
+    raise ValueError(f"linalg.matrix_norm: unsupported ord {ord!r}")
+
+
+def linalg_norm(A: Tensor, ord: Any = None, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:  # noqa: A002, N803
+    """``torch.linalg.norm``: a vector norm over one dimension, a matrix norm over two.
+
+    With ``dim=None``: ``ord=None`` gives the 2-norm of all elements; otherwise
+    ``A`` must be 1-D (vector norm) or 2-D (matrix norm).
+    """
+    _floats("linalg.norm", A)
+    if dim is not None:
+        dims = (dim,) if isinstance(dim, int) else tuple(dim)
+        if len(dims) == 1:
+            return vector_norm(A, 2 if ord is None else ord, dims, keepdim, dtype=dtype)
+        if len(dims) == 2:
+            return matrix_norm(A, "fro" if ord is None else ord, dims, keepdim, dtype=dtype)  # type: ignore[arg-type]
+        raise ShapeError(f"linalg.norm: dim must have 1 or 2 entries, got {dim}")
+    if ord is None:
+        return vector_norm(A, 2, None, keepdim, dtype=dtype)
+    if A.ndim == 1:
+        return vector_norm(A, ord, None, keepdim, dtype=dtype)
+    if A.ndim == 2:
+        return matrix_norm(A, ord, (-2, -1), keepdim, dtype=dtype)
+    raise ShapeError(f"linalg.norm: with ord={ord!r} and dim=None the input must be 1-D or 2-D, got {A.shape}")
+
+
+def norm(input: Tensor, p: Any = "fro", dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:  # noqa: A002
+    """``torch.norm``: the ``p``-norm over ``dim`` (all elements by default); 'fro' is the 2-norm, 'nuc' nuclear."""
+    if p == "nuc":
+        return matrix_norm(input, "nuc", (-2, -1) if dim is None else tuple(dim), keepdim, dtype=dtype)
+    if p == "fro":
+        p = 2
+    return vector_norm(input, p, dim, keepdim, dtype=dtype)
+
+
+METHODS: dict[str, Any] = {
+    "mm": mm, "bmm": bmm, "mv": mv, "dot": dot, "outer": outer, "inner": inner,
+    "det": det, "inverse": inverse, "logdet": logdet, "slogdet": slogdet, "norm": norm,
+}

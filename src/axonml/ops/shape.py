@@ -35,7 +35,7 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:  # 
     n = 1
     for k in shape[s : e + 1]:
         n *= k
-    return input.reshape(shape[:s] + (n,) + shape[e + 1 :])
+    return input.reshape((*shape[:s], n, *shape[e + 1:]))
 
 
 def ravel(input: Tensor) -> Tensor:  # noqa: A002
@@ -56,6 +56,7 @@ def unflatten(input: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:  # noqa:
             known *= s
     if sizes.count(-1) > 1 or (-1 not in sizes and known != n) or (-1 in sizes and (known == 0 or n % known)):
         raise ShapeError(f"unflatten: sizes {sizes} do not multiply to the size {n} of dimension {dim}")
+    sizes = tuple(n // known if s == -1 else s for s in sizes)  # resolved here: other dims may be 0
     return input.reshape(input.shape[:d] + sizes + input.shape[d + 1 :])
 
 
@@ -169,8 +170,9 @@ def repeat(input: Tensor, *sizes: Any) -> Tensor:  # noqa: A002
     # (1, s0, 1, s1, ...) broadcast to (r0, s0, r1, s1, ...): one copy, and the backward is a sum
     inter = tuple(v for s in shape for v in (1, s))
     target = tuple(v for r, s in zip(reps, shape) for v in (r, s))
-    out = input.reshape(inter).expand(target).reshape(tuple(r * s for r, s in zip(reps, shape)))
-    return out if out is not input else V.Clone.apply(input)
+    final = tuple(r * s for r, s in zip(reps, shape))
+    # copy with Clone, not with the last reshape: the result is a new tensor, never a view of input
+    return V.Clone.apply(input.reshape(inter).expand(target)).reshape(final)
 
 
 def tile(input: Tensor, dims: Sequence[int]) -> Tensor:  # noqa: A002

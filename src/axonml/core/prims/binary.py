@@ -244,7 +244,7 @@ class Where(Primitive):
             return None
         za = ta if ta is not None else 0.0
         zb = tb if tb is not None else 0.0
-        from ...ops import where  # the public where handles scalar branches
+        from ..methods import where  # handles scalar branches
 
         return where(cond, za, zb)  # type: ignore[no-any-return]
 

@@ -142,7 +142,7 @@ class Adjugate(Primitive):
             return a.copy()
         w = _work(a)
         u, s, vh = xp.linalg.svd(w)
-        ones = xp.ones(s.shape[:-1] + (1,), dtype=s.dtype)
+        ones = xp.ones((*s.shape[:-1], 1), dtype=s.dtype)
         left = xp.cumprod(xp.concatenate([ones, s[..., :-1]], axis=-1), axis=-1)  # prod_{j<i} s_j
         right = xp.flip(xp.cumprod(xp.concatenate([ones, xp.flip(s[..., 1:], -1)], axis=-1), axis=-1), -1)
         p = left * right  # (..., n): prod_{j != i} s_j, with no division by a zero s_i
@@ -276,7 +276,7 @@ class Svdvals(Function):
         ctx.shape = data.shape
         if data.size == 0:
             ctx.u = ctx.vh = None
-            s = xp.zeros(data.shape[:-2] + (k,), dtype=data.dtype)
+            s = xp.zeros((*data.shape[:-2], k), dtype=data.dtype)
             return Tensor._make(s, a._device)
         u, s, vh = xp.linalg.svd(_work(data), full_matrices=False)
         ctx.u = Tensor._make(u.astype(data.dtype, copy=False), a._device)
