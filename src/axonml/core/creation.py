@@ -183,7 +183,7 @@ def from_dlpack(ext: Any) -> Tensor:
             raise _dt.DTypeError(f"DLPack device type {int(dev_type)} is not supported (only CPU and CUDA)")
         device = Device("cuda", int(dev_id))
         return Tensor._make(device.xp.from_dlpack(ext), device)
-    except RuntimeError as e:
+    except (RuntimeError, BufferError) as e:  # NumPy raises either, depending on its version
         if isinstance(e, DeviceError) or "dtype" not in str(e):
             raise
         # NumPy's DLPack import knows no bfloat16 (nor complex types axonml lacks)

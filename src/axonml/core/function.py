@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import traceback
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -40,6 +40,10 @@ class Node:
     that input, used by the engine to undo broadcasting and dtype promotion in
     one place.
     """
+
+    if TYPE_CHECKING:  # ops keep their own parameters on the node (ctx.dims, ctx.index, ...)
+
+        def __getattr__(self, name: str) -> Any: ...
 
     name: ClassVar[str] = ""
     num_outputs: int = 1
