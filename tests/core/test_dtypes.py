@@ -288,11 +288,6 @@ def test_float16_scalar_keeps_half_values() -> None:
     np.testing.assert_array_equal(y.numpy(), np.array([2.5, 5.0], dtype=np.float16))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bfloat16 with a Python float computes in float32: NumPy has no weak-scalar rule for ml_dtypes; "
-    "needs core/function.py _promote to wrap scalars as bfloat16 0-d arrays",
-)
 def test_bfloat16_python_float_stays_bfloat16() -> None:
     x = ax.tensor([1.0, 2.0], dtype=ax.bfloat16)
     assert (x * 2.5).dtype is ax.bfloat16

@@ -41,7 +41,7 @@ UNARY: dict[str, Any] = {
     "sigmoid": E.Sigmoid, "relu": E.Relu, "erf": E.Erf, "erfinv": E.Erfinv, "abs": E.Abs,
     "sign": E.Sign, "floor": E.Floor, "ceil": E.Ceil, "trunc": E.Trunc, "reciprocal": E.Reciprocal,
     "neg": E.Neg, "isnan": B.IsNan, "isinf": B.IsInf, "isfinite": B.IsFinite,
-    "logical_not": B.LogicalNot, "bitwise_not": B.BitNot, "clone": V.Clone, "view_as_self": V.Alias,
+    "logical_not": B.LogicalNot, "bitwise_not": B.BitNot, "clone": V.Clone,
 }
 BINARY: dict[str, Any] = {
     "add": B.Add, "sub": B.Sub, "mul": B.Mul, "div": B.Div, "pow": B.Pow, "atan2": B.Atan2,
@@ -77,7 +77,7 @@ def _install() -> None:
         fmod=None,
     )
     del FUNCTIONS["fmod"]
-    skip_methods = {"where", "cat", "view_as_self"}
+    skip_methods = {"where", "cat"}
     for name, fn in FUNCTIONS.items():
         if name not in skip_methods:
             setattr(Tensor, name, fn)

@@ -144,11 +144,11 @@ class Primitive(Node):
             out_data = np.asarray(out_data)
         record = needs_grad and cls.differentiable and GRAD_ENABLED.get()
         out = Tensor._make(out_data, ctx.out_device if cls.changes_device else device)
-        if cls.is_view:
+        if cls.is_view and (out_data.size == 0 or ctx.xp.may_share_memory(out_data, arrays[0])):
             src: Tensor = args[0]
             out._version = src._version
             out._base = src if src._base is None else src._base
-            if record:
+            if GRAD_ENABLED.get():
                 out._view_fn = _ViewFn(cls, args[1:], src._view_fn if src._base is not None else None)
         if record and (out_data.dtype.kind == "f" or is_float_np(out_data.dtype)):
             # one plain loop: faster than two generator expressions on this hot path
@@ -256,14 +256,21 @@ def _freed_error(node: Node) -> AutogradError:
     )
 
 
-_KIND_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2, "V": 2}  # "V": ml_dtypes' bfloat16
+# Python-scalar category up to which NumPy's weak scalars already give PyTorch's dtype.
+# bfloat16 ("V") counts as integer here: NumPy would widen ``bf16 * 2.5`` to float32.
+_KIND_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2, "V": 1}
 
 
 def _promote(args: tuple[Any, ...], arrays: list[Any]) -> None:
-    """Cast array arguments (in ``arrays``) to PyTorch's result dtype of ``args``."""
+    """Cast array arguments (in ``arrays``) to PyTorch's result dtype of ``args``.
+
+    Python scalars are cast too where NumPy would not wrap them as PyTorch does
+    (``int8_tensor * 200`` wraps; ``bf16_tensor * 2.5`` stays bfloat16).
+    """
     first = None
     uniform = True
     scalar_cat = -1
+    big_int = False
     for a in args:
         if isinstance(a, Tensor):
             dt = a._data.dtype
@@ -271,18 +278,33 @@ def _promote(args: tuple[Any, ...], arrays: list[Any]) -> None:
                 first = dt
             elif dt != first:
                 uniform = False
+        elif a is None:
+            continue
         elif isinstance(a, bool):
             scalar_cat = max(scalar_cat, 0)
         elif isinstance(a, int):
             scalar_cat = max(scalar_cat, 1)
+            big_int = big_int or not -128 <= a <= 127
         else:
             scalar_cat = 2
-    if uniform and first is not None and scalar_cat <= _KIND_CATEGORY[first.kind]:
+    if (
+        uniform
+        and first is not None
+        and scalar_cat <= _KIND_CATEGORY[first.kind]
+        and not (big_int and first.kind in "iu" and first.itemsize < 8)
+        and not (first.kind == "V" and scalar_cat >= 1)
+    ):
         return  # NumPy's weak Python scalars already give PyTorch's answer
-    target = result_type(*args).np
+    target = result_type(*[a for a in args if a is not None]).np
+    cast_scalars = target.kind in "iuV"
+    xp = next(a._device.xp for a in args if isinstance(a, Tensor))
     for i, a in enumerate(args):
-        if isinstance(a, Tensor) and a._data.dtype != target:
-            arrays[i] = a._data.astype(target)
+        if isinstance(a, Tensor):
+            if a._data.dtype != target:
+                arrays[i] = a._data.astype(target)
+        elif cast_scalars and isinstance(a, int | float) and not isinstance(a, bool):
+            # wraps out-of-range ints as PyTorch does, instead of NumPy's OverflowError
+            arrays[i] = xp.asarray(np.asarray(a).astype(target))
 
 
 class FunctionCtx(Node):

@@ -166,6 +166,8 @@ def _normalize_index(x: Tensor, index: Any) -> tuple[Any, bool]:
             item, "__cuda_array_interface__"
         ):
             item = xp.asarray(item)
+            if item.size == 0:
+                item = item.astype(xp.int64)
             basic = False
         elif isinstance(item, bool):
             basic = False
@@ -173,18 +175,51 @@ def _normalize_index(x: Tensor, index: Any) -> tuple[Any, bool]:
     return tuple(out), basic
 
 
+def _ints_first(idx: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """A mixed index split as PyTorch reads it: (the integer selects as a basic index, the rest), or None."""
+    if not any(isinstance(i, int) and not isinstance(i, bool) for i in idx):
+        return None
+    first: list[Any] = []
+    rest: list[Any] = []
+    for i in idx:
+        if isinstance(i, int) and not isinstance(i, bool):
+            first.append(i)
+            continue
+        rest.append(i)
+        if i is Ellipsis:
+            first.append(i)
+        elif isinstance(i, slice):
+            first.append(slice(None))
+        elif hasattr(i, "dtype"):
+            first.extend([slice(None)] * (i.ndim if i.dtype.kind == "b" else 1))
+        # None and Python bools take no dimension of x
+    if Ellipsis not in first:
+        first.append(Ellipsis)  # a 0-d view, never a copied scalar
+    return tuple(first), tuple(rest)
+
+
 def getitem(x: Tensor, index: Any) -> Tensor:
     idx, basic = _normalize_index(x, index)
     if basic and not any(i is Ellipsis for i in idx):
         idx += (Ellipsis,)  # NumPy then gives a 0-d view, not a copied scalar, for x[i, j]
+    split = None if basic else _ints_first(idx)
     try:
+        if split is not None:
+            return V.GetItem.apply(V.GetItemView.apply(x, split[0]), split[1])
         return (V.GetItemView if basic else V.GetItem).apply(x, idx)
     except IndexError as e:
         raise IndexingError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {e}") from None
 
 
 def setitem(x: Tensor, index: Any, value: Any) -> None:
-    idx, _ = _normalize_index(x, index)
+    idx, basic = _normalize_index(x, index)
+    split = None if basic else _ints_first(idx)
+    if split is not None:
+        try:
+            view = V.GetItemView.apply(x, split[0])
+        except IndexError as e:
+            raise IndexingError(f"x[{index!r}] = ... failed for a tensor of shape {x.shape}: {e}") from None
+        return setitem(view, split[1], value)
     if isinstance(value, Tensor) and value._device is not x._device:
         from ..errors import DeviceError
 
@@ -350,7 +385,7 @@ def _rebase_view(view_t: Tensor, base: Tensor, new_value: Tensor) -> None:
 
 def _alias(t: Tensor) -> Tensor:
     a = Tensor._make(t._data, t._device)
-    a._grad_fn, a._output_nr, a._requires_grad, a._version = t._grad_fn, t._output_nr, True, t._version
+    a._grad_fn, a._output_nr, a._requires_grad, a._version = t._grad_fn, t._output_nr, t._requires_grad, t._version
     return a
 
 
@@ -529,7 +564,11 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     for t in tensors[1:]:
         if t.ndim != nd or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != d):
             raise ShapeError(f"cat: shapes {ref} and {t.shape} differ outside dimension {dim}")
-    return V.Cat.apply(d, *tensors)
+    from .dtypes import result_type
+
+    # promoted here, not by Cat.apply: there the int ``dim`` would count as a Python scalar operand
+    target = result_type(*tensors)
+    return V.Cat.apply(d, *(t._cast(target) for t in tensors))
 
 
 def flip(x: Tensor, *dims: Any) -> Tensor:

@@ -135,9 +135,7 @@ class IndexPut(Primitive):
 
 
 class Cat(Primitive):
-    """Concatenate along ``dim``; called as ``Cat.apply(dim, *tensors)``."""
-
-    promote = True
+    """Concatenate along ``dim``; called as ``Cat.apply(dim, *tensors)`` with tensors of one dtype."""
 
     @staticmethod
     def forward(ctx: Any, dim: int, *arrays: Any) -> Any:
