@@ -144,7 +144,9 @@ def _weights_for(spec: OpSpec, arrays: list[np.ndarray]) -> list[np.ndarray]:
     return [rng.uniform(0.5, 1.5, size=tuple(o.shape)) if isinstance(o, ax.Tensor) else None for o in outs]
 
 
-def numeric_grad(f: Callable[[list[np.ndarray]], float], arrays: list[np.ndarray], i: int, eps: float = 1e-6) -> np.ndarray:
+def numeric_grad(
+    f: Callable[[list[np.ndarray]], float], arrays: list[np.ndarray], i: int, eps: float = 1e-6
+) -> np.ndarray:
     """Central finite differences of scalar ``f`` with respect to ``arrays[i]``."""
     base = arrays[i]
     g = np.zeros_like(base)
@@ -215,7 +217,9 @@ def check_gradgrad(spec: OpSpec, shapes: Any, device: str) -> None:
     for i, gg in zip(idx, ggs):
         expected = numeric_grad(first, [a.copy() for a in arrays], i, eps=1e-5)
         got = np.zeros_like(expected) if gg is None else _np(gg)
-        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3, err_msg=f"{spec.name}: 2nd derivative, input {i}")
+        np.testing.assert_allclose(
+            got, expected, atol=1e-4, rtol=1e-3, err_msg=f"{spec.name}: 2nd derivative, input {i}"
+        )
 
 
 def check_jvp(spec: OpSpec, shapes: Any, device: str) -> None:
@@ -254,7 +258,8 @@ def check_torch(spec: OpSpec, shapes: Any) -> None:
 
     arrays = spec.make_inputs(shapes)
     ours = spec.fn(*_to_ax(arrays, ax.float32, "cpu", False), **spec.kwargs)
-    theirs = spec.torch_fn(*[torch.from_numpy(a.astype(np.float32) if a.dtype.kind == "f" else a) for a in arrays], **spec.kwargs)  # type: ignore[misc]
+    torch_inputs = [torch.from_numpy(a.astype(np.float32) if a.dtype.kind == "f" else a) for a in arrays]
+    theirs = spec.torch_fn(*torch_inputs, **spec.kwargs)  # type: ignore[misc]
     if isinstance(theirs, torch.Tensor):
         theirs = theirs.numpy()
     elif isinstance(theirs, tuple | list):

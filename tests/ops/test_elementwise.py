@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import torch_ref as tr
-from harness import OpSpec, op_tests
 
 import axonml as ax
+import torch_ref as tr
+from harness import OpSpec, op_tests
 
 BROADCAST = (((3, 4), (3, 4)), ((2, 3, 1), (4,)), ((0, 3), (1, 3)), ((), (2, 2)))
 UNARY_SHAPES = (((3, 4),), ((2, 0, 3),), ((),))

@@ -22,7 +22,7 @@ from ..core.forward_ad import dual_level, make_dual, unpack_dual
 from ..core.grad_mode import enable_grad, is_grad_enabled, set_grad_enabled
 from ..core.tensor import Tensor
 from ..errors import AutogradError, ShapeError
-from ..ops import stack
+from ..ops.shape import stack
 from ._fnargs import (
     _as_tuple,
     _autograd_grad,

@@ -306,7 +306,7 @@ class GradientTape:
                     acc.append(g)
         finally:
             self._persistent = persistent
-        from ..ops import stack
+        from ..ops.shape import stack
 
         out: list[Tensor | None] = []
         for s, acc in zip(srcs, per_src):

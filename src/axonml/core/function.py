@@ -45,6 +45,8 @@ class Node:
 
         def __getattr__(self, name: str) -> Any: ...
 
+        def __setattr__(self, name: str, value: Any) -> None: ...
+
     name: ClassVar[str] = ""
     num_outputs: int = 1
     next_edges: tuple[Any, ...] = ()
@@ -188,6 +190,11 @@ class Primitive(Node):
             if isinstance(a, Tensor):
                 _check_version(a, v, self)
         return self._inputs  # type: ignore[no-any-return]
+
+    def _zeros_like_output(self) -> Tensor:
+        """Zeros of the forward result's shape and dtype (a tangent for absent inputs)."""
+        data = self._out[0]
+        return Tensor._make(self.xp.zeros(data.shape, data.dtype), self.device)
 
     def input(self, i: int) -> Any:
         """Positional argument ``i`` of the forward call, checked against in-place changes.
@@ -427,7 +434,7 @@ class Function(FunctionCtx):
             ctx.seq = _next_seq()
             if ANOMALY.enabled:
                 ctx.forward_trace = _forward_trace()
-        non_diff = getattr(ctx, "_non_diff", set())
+        non_diff: set[int] = getattr(ctx, "_non_diff", set())
         wrapped = []
         saved_ids = {id(t): i for i, (t, _, _) in enumerate(getattr(ctx, "_saved", ())) if t is not None}
         for nr, o in enumerate(outs):
@@ -446,7 +453,7 @@ class Function(FunctionCtx):
                 i = saved_ids[id(o)]
                 alias = Tensor._make(o._data, o._device)
                 alias._version = o._version
-                ctx._saved[i] = (alias, o._version[0], nr if diff else None)
+                ctx._saved[i] = (alias, o._version[0], nr if diff else None)  # type: ignore[assignment]
             wrapped.append(o)
         if _fwd.active() and any(a._tangent is not None for a in tensor_args):
             _fwd.propagate_function(cls, ctx, args, wrapped)

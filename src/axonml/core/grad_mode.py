@@ -117,7 +117,7 @@ class set_grad_enabled(_Mode):  # noqa: N801
         super().__init__()
         self._grad = bool(mode)
         # Like PyTorch, calling it as a plain function switches the mode right away.
-        self._immediate = GRAD_ENABLED.set(self._grad)
+        self._immediate: contextvars.Token[bool] | None = GRAD_ENABLED.set(self._grad)
 
     def __enter__(self) -> None:
         if self._immediate is not None:

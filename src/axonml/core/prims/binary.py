@@ -141,7 +141,10 @@ class Pow(Primitive):
         a, b = self.inputs
         out = None
         if ta is not None:
-            out = ta * (b * a ** (b - 1)) if isinstance(b, int | float) else ta * (b * a ** (b - 1.0)).where(b != 0, 0.0)
+            if isinstance(b, int | float):
+                out = ta * (b * a ** (b - 1))
+            else:
+                out = ta * (b * a ** (b - 1.0)).where(b != 0, 0.0)
         if tb is not None:
             log_a = (a if isinstance(a, Tensor) else Tensor._make(self.xp.asarray(a), self.device)).log()
             part = tb * (a**b * log_a).where(a != 0, 0.0)
@@ -196,7 +199,7 @@ class _MinMax(Primitive):
         return grad * wa, grad * wb
 
     def jvp(self, ta: Tensor | None, tb: Tensor | None) -> Tensor | None:
-        wa, wb = self._weights(ta if ta is not None else tb)
+        wa, wb = self._weights(ta if ta is not None else tb)  # type: ignore[arg-type]  # one is not None
         out = None if ta is None else ta * wa
         if tb is not None:
             out = tb * wb if out is None else out + tb * wb
@@ -376,8 +379,8 @@ class _UnaryNonDiff(Primitive):
         return getattr(ctx.xp, cls.ufunc)(a)
 
 
-BitNot = type("BitNot", (_UnaryNonDiff,), {"ufunc": "invert", "name": "BitNot"})
-LogicalNot = type("LogicalNot", (_UnaryNonDiff,), {"ufunc": "logical_not", "name": "LogicalNot"})
-IsNan = type("IsNan", (_UnaryNonDiff,), {"ufunc": "isnan", "name": "IsNan"})
-IsInf = type("IsInf", (_UnaryNonDiff,), {"ufunc": "isinf", "name": "IsInf"})
-IsFinite = type("IsFinite", (_UnaryNonDiff,), {"ufunc": "isfinite", "name": "IsFinite"})
+BitNot: type[_UnaryNonDiff] = type("BitNot", (_UnaryNonDiff,), {"ufunc": "invert", "name": "BitNot"})
+LogicalNot: type[_UnaryNonDiff] = type("LogicalNot", (_UnaryNonDiff,), {"ufunc": "logical_not", "name": "LogicalNot"})
+IsNan: type[_UnaryNonDiff] = type("IsNan", (_UnaryNonDiff,), {"ufunc": "isnan", "name": "IsNan"})
+IsInf: type[_UnaryNonDiff] = type("IsInf", (_UnaryNonDiff,), {"ufunc": "isinf", "name": "IsInf"})
+IsFinite: type[_UnaryNonDiff] = type("IsFinite", (_UnaryNonDiff,), {"ufunc": "isfinite", "name": "IsFinite"})

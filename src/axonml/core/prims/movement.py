@@ -106,7 +106,7 @@ class IndexPutAdd(Primitive):
     def jvp(self, tb: Tensor | None, index: Any, tv: Tensor | None) -> Tensor | None:
         if tb is None and tv is None:
             return None
-        base = tb if tb is not None else Tensor._make(self.xp.zeros(self._out[0].shape, self._out[0].dtype), self.device)
+        base = tb if tb is not None else self._zeros_like_output()
         if tv is None:
             return base
         return IndexPutAdd.apply(base, self.index, tv)
@@ -130,7 +130,7 @@ class IndexPut(Primitive):
     def jvp(self, tb: Tensor | None, index: Any, tv: Any) -> Tensor | None:
         if tb is None and tv is None:
             return None
-        base = tb if tb is not None else Tensor._make(self.xp.zeros(self._out[0].shape, self._out[0].dtype), self.device)
+        base = tb if tb is not None else self._zeros_like_output()
         return IndexPut.apply(base, self.index, tv if tv is not None else 0.0)
 
 
