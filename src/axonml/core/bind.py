@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ShapeError
 from . import methods as m
 from .prims import binary as B
 from .prims import elementwise as E
@@ -58,6 +59,23 @@ OPERATORS: dict[str, Any] = {
     "__rshift__": B.RightShift, "__lt__": B.Lt, "__le__": B.Le, "__gt__": B.Gt, "__ge__": B.Ge,
 }
 FUNCTIONS: dict[str, Any] = {}
+
+
+_REVERSED = [tuple(range(n - 1, -1, -1)) for n in range(33)]
+
+
+def _reversed_dims(x: Tensor) -> Tensor:
+    """``x.T``: all dimensions reversed (a hot path: skips argument checks)."""
+    n = x._data.ndim
+    return x if n < 2 else V.Permute.apply(x, _REVERSED[n] if n < 33 else tuple(range(n - 1, -1, -1)))
+
+
+def _swap_last_two(x: Tensor) -> Tensor:
+    """``x.mT``: the last two dimensions swapped."""
+    n = x._data.ndim
+    if n < 2:
+        raise ShapeError(f"mT needs at least 2 dimensions, got a tensor of shape {x.shape}")
+    return V.Permute.apply(x, (*range(n - 2), n - 1, n - 2))
 
 
 def _install() -> None:
@@ -120,8 +138,8 @@ def _install() -> None:
     T.zero_ = m.zero_  # type: ignore[attr-defined]
     T.fill_ = m.fill_  # type: ignore[attr-defined]
     T.copy_ = m.copy_  # type: ignore[attr-defined]
-    T.T = property(lambda self: m.permute(self, tuple(reversed(range(self.ndim)))))  # type: ignore[attr-defined]
-    T.mT = property(lambda self: m.transpose(self, -2, -1))  # type: ignore[attr-defined]
+    T.T = property(_reversed_dims)  # type: ignore[attr-defined]
+    T.mT = property(_swap_last_two)  # type: ignore[attr-defined]
     T.t = lambda self: m.transpose(self, 0, 1) if self.ndim == 2 else self  # type: ignore[attr-defined]
     T.swapaxes = T.swapdims = m.transpose  # type: ignore[attr-defined]
     T.contiguous = lambda self: self if self._data.flags.c_contiguous else V.Clone.apply(self)  # type: ignore[attr-defined]

@@ -146,7 +146,7 @@ class Primitive(Node):
             out_data = np.asarray(out_data)
         record = needs_grad and cls.differentiable and GRAD_ENABLED.get()
         out = Tensor._make(out_data, ctx.out_device if cls.changes_device else device)
-        if cls.is_view and (out_data.size == 0 or ctx.xp.may_share_memory(out_data, arrays[0])):
+        if cls.is_view and _is_view_of(out_data, arrays[0]):
             src: Tensor = args[0]
             out._version = src._version
             out._base = src if src._base is None else src._base
@@ -229,6 +229,18 @@ class Primitive(Node):
         if tangent is not None and _fwd.active():  # forward-over-reverse: the output's tangent comes too
             _fwd.attach_saved_tangent(t, tangent)
         return t
+
+
+def _is_view_of(out: Any, src: Any) -> bool:
+    """Whether ``out`` shares ``src``'s memory (a reshape may have had to copy).
+
+    NumPy and CuPy point every view's ``base`` at the owning array, so this is two
+    identity checks instead of ``may_share_memory``'s bounds arithmetic.
+    """
+    if out.size == 0:
+        return True
+    base = out.base
+    return base is not None and (base is src or base is src.base)
 
 
 class _ViewFn:
