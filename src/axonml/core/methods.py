@@ -63,10 +63,15 @@ def _resolve_shape(shape: tuple[int, ...], numel: int, old: tuple[int, ...]) -> 
 # ----- movement ---------------------------------------------------------------------
 def reshape(x: Tensor, *shape: Any) -> Tensor:
     """Same data, new shape (a view when the layout allows)."""
-    new = _resolve_shape(shape_arg(shape), x._data.size, x._data.shape)
-    if new == x._data.shape:
+    if len(shape) == 1 and type(shape[0]) is not int:
+        shape = tuple(shape[0])
+    if shape == x._data.shape:
         return x
-    return V.Reshape.apply(x, new)
+    try:  # NumPy resolves -1 and checks the size; its error is replaced by ours below
+        return V.Reshape.apply(x, shape)
+    except (ValueError, TypeError):
+        _resolve_shape(shape_arg(shape), x._data.size, x._data.shape)  # raises the clear ShapeError
+        raise
 
 
 def view(x: Tensor, *shape: Any) -> Tensor:
@@ -199,6 +204,12 @@ def _ints_first(idx: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
+    cls = type(index)
+    if cls is int or cls is slice:  # the common case, without normalization
+        try:
+            return V.GetItemView.apply(x, (index, Ellipsis))
+        except IndexError as e:
+            raise IndexingError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {e}") from None
     idx, basic = _normalize_index(x, index)
     if basic and not any(i is Ellipsis for i in idx):
         idx += (Ellipsis,)  # NumPy then gives a 0-d view, not a copied scalar, for x[i, j]
