@@ -163,21 +163,37 @@ def numeric_grad(
     return g
 
 
-def check_grad(spec: OpSpec, shapes: Any, device: str) -> None:
+def _setup(spec: OpSpec, shapes: Any) -> tuple[list[np.ndarray], list[int], list[np.ndarray]]:
+    """The inputs, the indices of those differentiated, and random weights for the outputs."""
     arrays = spec.make_inputs(shapes)
-    idx = _diff_indices(spec, arrays)
-    weights = _weights_for(spec, arrays)
+    return arrays, _diff_indices(spec, arrays), _weights_for(spec, arrays)
+
+
+def _directions(arrays: list[np.ndarray], idx: list[int], seed: int) -> dict[int, np.ndarray]:
+    """A random direction (tangent, or vector of a product) for each differentiated input."""
+    rng = np.random.default_rng(seed)
+    return {i: rng.uniform(-1, 1, size=arrays[i].shape) for i in idx}
+
+
+def _reverse(spec: OpSpec, arrays: list[np.ndarray], idx: list[int], weights: list[np.ndarray], device: str,
+             create_graph: bool = False) -> tuple[list[ax.Tensor], tuple[ax.Tensor | None, ...]]:
+    """(the float64 inputs, the gradients of the weighted output sum with respect to those in ``idx``)."""
+    ts = _to_ax(arrays, ax.float64, device, False)
+    for i in idx:
+        ts[i].requires_grad_(True)
+    s = _scalarize(spec.fn(*ts, **spec.kwargs), weights)
+    return ts, ax.autograd.grad(s, [ts[i] for i in idx], create_graph=create_graph, allow_unused=True)
+
+
+def check_grad(spec: OpSpec, shapes: Any, device: str) -> None:
+    arrays, idx, weights = _setup(spec, shapes)
 
     def value(arrs: list[np.ndarray]) -> float:
         with ax.no_grad():
             s = _scalarize(spec.fn(*_to_ax(arrs, ax.float64, device, False), **spec.kwargs), weights)
         return float(s.item())
 
-    inputs = _to_ax(arrays, ax.float64, device, False)
-    for i in idx:
-        inputs[i].requires_grad_(True)
-    s = _scalarize(spec.fn(*inputs, **spec.kwargs), weights)
-    grads = ax.autograd.grad(s, [inputs[i] for i in idx], allow_unused=True)
+    _, grads = _reverse(spec, arrays, idx, weights, device)
     for i, g in zip(idx, grads):
         expected = numeric_grad(value, [a.copy() for a in arrays], i)
         got = np.zeros_like(expected) if g is None else _np(g)
@@ -186,25 +202,14 @@ def check_grad(spec: OpSpec, shapes: Any, device: str) -> None:
 
 def check_gradgrad(spec: OpSpec, shapes: Any, device: str) -> None:
     """d/dx of <grad f(x), v> against finite differences of the first-order gradient."""
-    arrays = spec.make_inputs(shapes)
-    idx = _diff_indices(spec, arrays)
-    weights = _weights_for(spec, arrays)
-    rng = np.random.default_rng(2)
-    vs = {i: rng.uniform(-1, 1, size=arrays[i].shape) for i in idx}
+    arrays, idx, weights = _setup(spec, shapes)
+    vs = _directions(arrays, idx, 2)
 
     def first(arrs: list[np.ndarray]) -> float:
-        ts = _to_ax(arrs, ax.float64, device, False)
-        for i in idx:
-            ts[i].requires_grad_(True)
-        s = _scalarize(spec.fn(*ts, **spec.kwargs), weights)
-        gs = ax.autograd.grad(s, [ts[i] for i in idx], allow_unused=True)
+        _, gs = _reverse(spec, arrs, idx, weights, device)
         return float(sum((_np(g) * vs[i]).sum() for i, g in zip(idx, gs) if g is not None))
 
-    ts = _to_ax(arrays, ax.float64, device, False)
-    for i in idx:
-        ts[i].requires_grad_(True)
-    s = _scalarize(spec.fn(*ts, **spec.kwargs), weights)
-    gs = ax.autograd.grad(s, [ts[i] for i in idx], create_graph=True, allow_unused=True)
+    ts, gs = _reverse(spec, arrays, idx, weights, device, create_graph=True)
     inner = None
     for i, g in zip(idx, gs):
         if g is None or not g.requires_grad:
@@ -226,16 +231,9 @@ def check_jvp(spec: OpSpec, shapes: Any, device: str) -> None:
     """Forward-mode J @ t against reverse-mode: <J t, w> == <t, J^T w>."""
     from axonml.autograd import forward_ad as fwd
 
-    arrays = spec.make_inputs(shapes)
-    idx = _diff_indices(spec, arrays)
-    weights = _weights_for(spec, arrays)
-    rng = np.random.default_rng(3)
-    tangents = {i: rng.uniform(-1, 1, size=arrays[i].shape) for i in idx}
-    ts = _to_ax(arrays, ax.float64, device, False)
-    for i in idx:
-        ts[i].requires_grad_(True)
-    s = _scalarize(spec.fn(*ts, **spec.kwargs), weights)
-    grads = ax.autograd.grad(s, [ts[i] for i in idx], allow_unused=True)
+    arrays, idx, weights = _setup(spec, shapes)
+    tangents = _directions(arrays, idx, 3)
+    _, grads = _reverse(spec, arrays, idx, weights, device)
     expected = sum(float((_np(g) * tangents[i]).sum()) for i, g in zip(idx, grads) if g is not None)
     with fwd.dual_level():
         duals = _to_ax(arrays, ax.float64, device, False)
@@ -315,3 +313,39 @@ def op_tests(specs: Sequence[OpSpec]) -> dict[str, Any]:
         "test_jvp": test_jvp,
         "test_torch_parity": test_torch_parity,
     }
+
+
+# ----- user Functions with hand-written derivatives, for the autograd tests ------------------------
+# A user Function has no batched rule, so it also exercises the engine's fallbacks; tests
+# subclass these to give one derivative a deliberate mistake.
+class Cube(ax.autograd.Function):
+    """``x**3`` with correct backward and forward-mode rules."""
+
+    @staticmethod
+    def forward(ctx: Any, x: ax.Tensor) -> ax.Tensor:
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx: Any, g: ax.Tensor) -> ax.Tensor:
+        (x,) = ctx.saved_tensors
+        return 3 * g * x * x
+
+    @staticmethod
+    def jvp(ctx: Any, t: ax.Tensor) -> ax.Tensor:
+        (x,) = ctx.saved_tensors
+        return 3 * t * x * x
+
+
+class Square(ax.autograd.Function):
+    """``x * x`` with a correct backward (no forward-mode rule)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: ax.Tensor) -> ax.Tensor:
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx: Any, g: ax.Tensor) -> ax.Tensor:
+        (x,) = ctx.saved_tensors
+        return 2 * g * x

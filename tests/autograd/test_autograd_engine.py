@@ -10,6 +10,7 @@ import pytest
 
 import axonml as ax
 from axonml.errors import AutogradError, DTypeError, ShapeError
+from harness import Square
 
 
 def leaf(values, dtype=ax.float64):
@@ -406,11 +407,7 @@ def test_detect_anomaly_names_forward_op_and_stack() -> None:
 
 
 def test_detect_anomaly_custom_function() -> None:
-    class BadGrad(ax.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x * 2
-
+    class BadGrad(Square):
         @staticmethod
         def backward(ctx, g):
             return g * float("nan")
@@ -423,11 +420,7 @@ def test_detect_anomaly_custom_function() -> None:
 
 
 def test_anomaly_mode_adds_forward_trace_to_backward_errors() -> None:
-    class Broken(ax.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x * 1
-
+    class Broken(Square):
         @staticmethod
         def backward(ctx, g):
             raise ValueError("boom")

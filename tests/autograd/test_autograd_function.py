@@ -8,6 +8,7 @@ import pytest
 import axonml as ax
 from axonml.autograd import Function, forward_ad, once_differentiable
 from axonml.errors import AutogradError
+from harness import Square
 
 
 def leaf(values):
@@ -143,17 +144,6 @@ def test_wrong_number_of_gradients_is_clear() -> None:
 
 
 def test_saved_tensor_modified_in_place_raises() -> None:
-    class Square(Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x * x
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return 2 * g * x
-
     x = leaf([1.0, 2.0])
     a = x * 1
     y = Square.apply(a)
@@ -172,13 +162,8 @@ def test_saved_tensors_freed_after_backward() -> None:
 
 
 # ----- once_differentiable ---------------------------------------------------------------------
-class NumpySquare(Function):
+class NumpySquare(Square):
     """Backward through NumPy: not differentiable again."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
 
     @staticmethod
     @once_differentiable

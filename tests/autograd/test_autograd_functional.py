@@ -10,6 +10,7 @@ import pytest
 import axonml as ax
 from axonml.autograd import functional as F
 from axonml.errors import AutogradError, ShapeError
+from harness import Cube
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 RNG = np.random.default_rng(1)
@@ -205,19 +206,8 @@ def test_vectorized_jacobian_is_one_batched_backward(name: str, monkeypatch: pyt
 
 
 def test_vectorized_jacobian_falls_back_when_not_batchable() -> None:
-    class Cube(ax.autograd.Function):  # a user Function has no batched rule
-        @staticmethod
-        def forward(ctx, a):
-            ctx.save_for_backward(a)
-            return a**3
-
-        @staticmethod
-        def backward(ctx, g):
-            (a,) = ctx.saved_tensors
-            return 3 * g * a * a
-
     x = t64(A)
-    close(F.jacobian(Cube.apply, x, vectorize=True), np.diag(3 * A**2))
+    close(F.jacobian(Cube.apply, x, vectorize=True), np.diag(3 * A**2))  # a user Function has no batched rule
     close(F.jacobian(lambda a: a @ a, x, vectorize=True), 2 * A)  # vector dot: not batchable either
 
 
@@ -292,10 +282,20 @@ def _assert_same(ours, theirs) -> None:
         np.testing.assert_allclose(_to_np(ours), _to_np(theirs), rtol=1e-9, atol=1e-10)
 
 
+def _both(torch, values):
+    """An array, or a tuple of them, as (our tensors, torch's tensors) in the same structure."""
+    if isinstance(values, tuple):
+        return tuple(t64(v) for v in values), tuple(torch.tensor(v) for v in values)
+    return t64(values), torch.tensor(values)
+
+
 def _args(torch, single: bool):
-    ours = t64(A) if single else (t64(A), t64(B))
-    theirs = torch.tensor(A) if single else (torch.tensor(A), torch.tensor(B))
-    return ours, theirs
+    return _both(torch, A if single else (A, B))
+
+
+def _input_like_v(single: bool):
+    """A random v shaped like the inputs that ``_args`` gives."""
+    return RNG.standard_normal(A.shape) if single else (RNG.standard_normal(A.shape), RNG.standard_normal(B.shape))
 
 
 @pytest.mark.torch
@@ -334,9 +334,8 @@ def test_vjp_jvp_vs_torch(name: str, single: bool) -> None:
     if name == "vjp":
         v_np = (RNG.standard_normal(3), RNG.standard_normal(())) if single else RNG.standard_normal(2)
     else:
-        v_np = RNG.standard_normal(3) if single else (RNG.standard_normal(3), RNG.standard_normal((2, 3)))
-    ours_v = tuple(t64(v) for v in v_np) if isinstance(v_np, tuple) else t64(v_np)
-    theirs_v = tuple(torch.tensor(v) for v in v_np) if isinstance(v_np, tuple) else torch.tensor(v_np)
+        v_np = _input_like_v(single)
+    ours_v, theirs_v = _both(torch, v_np)
     _assert_same(ours_fn(f, ours_in, ours_v), torch_fn(f, theirs_in, theirs_v))
 
 
@@ -351,9 +350,7 @@ def test_second_order_vs_torch(name: str, single: bool) -> None:
     if name == "hessian":
         _assert_same(ours_fn(f, ours_in), torch_fn(f, theirs_in))
         return
-    v_np = RNG.standard_normal(3) if single else (RNG.standard_normal(3), RNG.standard_normal((2, 3)))
-    ours_v = tuple(t64(v) for v in v_np) if isinstance(v_np, tuple) else t64(v_np)
-    theirs_v = tuple(torch.tensor(v) for v in v_np) if isinstance(v_np, tuple) else torch.tensor(v_np)
+    ours_v, theirs_v = _both(torch, _input_like_v(single))
     _assert_same(ours_fn(f, ours_in, ours_v), torch_fn(f, theirs_in, theirs_v))
 
 

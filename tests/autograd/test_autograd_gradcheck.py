@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import axonml as ax
-from axonml.autograd import Function, GradcheckError, gradcheck, gradgradcheck
+from axonml.autograd import GradcheckError, gradcheck, gradgradcheck
+from harness import Cube
 
 RNG = np.random.default_rng(3)
 
@@ -15,13 +16,8 @@ def inp(shape, requires_grad=True):
     return ax.tensor(RNG.uniform(-1.0, 1.0, shape), dtype=ax.float64, requires_grad=requires_grad)
 
 
-class WrongCube(Function):
+class WrongCube(Cube):
     """x**3 with a wrong backward (2x^2 instead of 3x^2)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
 
     @staticmethod
     def backward(ctx, g):
@@ -29,36 +25,14 @@ class WrongCube(Function):
         return 2 * g * x * x
 
 
-class CubeFlatSecond(Function):
+class CubeFlatSecond(Cube):
     """x**3 with a correct first derivative whose own derivative is wrong (x detached inside)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         xd = x.detach()
         return 3 * g * xd * xd
-
-
-class GoodCube(Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return 3 * g * x * x
-
-    @staticmethod
-    def jvp(ctx, t):
-        (x,) = ctx.saved_tensors
-        return 3 * t * x * x
 
 
 GOOD = {
@@ -69,7 +43,7 @@ GOOD = {
     "movement": (lambda x: x.reshape(2, 6).T[::2] * x.flatten()[:6].reshape(3, 2), [(3, 4)]),
     "composed": (lambda x: x.softmax(dim=-1) * x.logsumexp(dim=-1, keepdim=True), [(2, 5)]),
     "tuple_outputs": (lambda x, y: (x * y, (x - y).exp().sum()), [(4,), (4,)]),
-    "good_function": (GoodCube.apply, [(5,)]),
+    "good_function": (Cube.apply, [(5,)]),
 }
 
 
@@ -87,7 +61,7 @@ def test_gradgradcheck_passes_on_correct_ops(name: str) -> None:
 
 def test_gradcheck_forward_mode() -> None:
     assert gradcheck(lambda x: (x * x.sin()).sum(dim=0), inp((3, 2)), check_forward_ad=True)
-    assert gradcheck(GoodCube.apply, inp((3,)), check_forward_ad=True)
+    assert gradcheck(Cube.apply, inp((3,)), check_forward_ad=True)
 
 
 def test_gradcheck_fails_on_wrong_function() -> None:
@@ -120,7 +94,7 @@ def test_gradgradcheck_fails_on_wrong_second_derivative() -> None:
 
 
 def test_gradcheck_forward_mode_catches_wrong_jvp() -> None:
-    class WrongJvp(GoodCube):
+    class WrongJvp(Cube):
         @staticmethod
         def jvp(ctx, t):
             (x,) = ctx.saved_tensors

@@ -10,6 +10,7 @@ import pytest
 import axonml as ax
 from axonml import GradientTape
 from axonml.errors import AutogradError, DTypeError, ShapeError
+from harness import Square
 
 
 def t64(a, requires_grad=False):
@@ -159,34 +160,32 @@ def test_watch_outside_block_and_integer_tensor() -> None:
         tape.watch(ax.tensor([1, 2]))
 
 
-def test_nested_tapes_second_derivative() -> None:
-    x = t64(3.0)
-    with GradientTape() as outer:
-        outer.watch(x)
-        with GradientTape() as inner:
-            inner.watch(x)
-            y = x**3
-        dy = inner.gradient(y, x)  # recorded by the outer tape: computed with create_graph
-    d2y = outer.gradient(dy, x)
-    close(dy, 27.0)
-    close(d2y, 18.0)
+def _nested_derivatives(f, x, order):
+    """[f(x), f'(x), ..., f^(order)(x)] from ``order`` nested tapes.
+
+    Each gradient is taken after its tape closes but inside the enclosing one,
+    which records it (so it is computed with create_graph) for the next order.
+    """
+    if order == 0:
+        return [f(x)]
+    with GradientTape() as tape:
+        tape.watch(x)
+        lower = _nested_derivatives(f, x, order - 1)
+    return [*lower, tape.gradient(lower[-1], x)]
+
+
+@pytest.mark.parametrize(("f", "x0", "expected"), [
+    (lambda x: x**3, 3.0, [27.0, 27.0, 18.0]),  # x^3, 3x^2, 6x
+    # x sin x, sin x + x cos x, 2 cos x - x sin x, -3 sin x - x cos x
+    (lambda x: x.sin() * x, 0.5, [0.5 * np.sin(0.5), np.sin(0.5) + 0.5 * np.cos(0.5),
+                                   2 * np.cos(0.5) - 0.5 * np.sin(0.5), -3 * np.sin(0.5) - 0.5 * np.cos(0.5)]),
+], ids=["second", "third"])
+def test_nested_tapes_higher_derivatives(f, x0, expected) -> None:
+    x = t64(x0)
+    got = _nested_derivatives(f, x, len(expected) - 1)
+    for g, e in zip(got, expected):
+        close(g, e)
     assert not x.requires_grad
-
-
-def test_nested_tapes_third_derivative() -> None:
-    x = t64(0.5)
-    with GradientTape() as t3:
-        t3.watch(x)
-        with GradientTape() as t2:
-            t2.watch(x)
-            with GradientTape() as t1:
-                t1.watch(x)
-                y = x.sin() * x
-            d1 = t1.gradient(y, x)
-        d2 = t2.gradient(d1, x)
-    d3 = t3.gradient(d2, x)
-    # (x sin x)''' = -3 sin x - x cos x
-    close(d3, -3 * np.sin(0.5) - 0.5 * np.cos(0.5))
 
 
 def test_gradient_outside_outer_tape_is_not_differentiable() -> None:
@@ -241,21 +240,10 @@ def test_tape_jacobian() -> None:
 
 
 def test_tape_jacobian_fallback_and_unconnected() -> None:
-    class Square(ax.autograd.Function):  # no batched rule: the loop is used
-        @staticmethod
-        def forward(ctx, a):
-            ctx.save_for_backward(a)
-            return a * a
-
-        @staticmethod
-        def backward(ctx, g):
-            (a,) = ctx.saved_tensors
-            return 2 * g * a
-
     x, other = t64([1.0, 2.0]), t64([1.0])
     with GradientTape(persistent=True) as tape:
         tape.watch([x, other])
-        y = Square.apply(x)
+        y = Square.apply(x)  # a user Function has no batched rule: the loop is used
     close(tape.jacobian(y, x), np.diag([2.0, 4.0]))
     assert tape.jacobian(y, other) is None
     close(tape.jacobian(y, other, unconnected_gradients="zero"), np.zeros((2, 1)))

@@ -20,6 +20,7 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 import axonml as ax  # noqa: E402
+from harness import numeric_grad  # noqa: E402
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 SMALL = 12  # finite differences only up to this many elements per input
@@ -38,20 +39,6 @@ def _values(shape: tuple[int, ...], seed: int, lo: float = -2.0, hi: float = 2.0
     return x
 
 
-def _fd(f: Callable[[list[np.ndarray]], float], arrays: list[np.ndarray], i: int, eps: float = 1e-6) -> np.ndarray:
-    g = np.zeros_like(arrays[i])
-    flat, gflat = arrays[i].reshape(-1), g.reshape(-1)
-    for k in range(flat.size):
-        old = flat[k]
-        flat[k] = old + eps
-        hi = f(arrays)
-        flat[k] = old - eps
-        lo = f(arrays)
-        flat[k] = old
-        gflat[k] = (hi - lo) / (2 * eps)
-    return g
-
-
 def _check_grads(fn: Callable[..., Any], arrays: list[np.ndarray], seed: int) -> None:
     """Backward of sum(fn(*x) * w): gradient shapes equal input shapes; small cases match finite differences."""
     xs = [ax.tensor(a, dtype=ax.float64, requires_grad=True) for a in arrays]
@@ -67,7 +54,7 @@ def _check_grads(fn: Callable[..., Any], arrays: list[np.ndarray], seed: int) ->
 
     for i, (x, a) in enumerate(zip(xs, arrays)):
         if 0 < a.size <= SMALL:
-            expected = _fd(value, [v.copy() for v in arrays], i)
+            expected = numeric_grad(value, [v.copy() for v in arrays], i)
             np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 

@@ -1,7 +1,7 @@
 """``axonml.autograd``: grad, backward, Function, forward mode, functional transforms, checks.
 
 - ``grad``/``backward``: the reverse-mode engine (``core/engine.py``).
-- ``Function`` (with ``once_differentiable``): user-defined differentiable ops.
+- ``Function`` (with ``once_differentiable``): user-defined differentiable ops (``core/custom_function.py``).
 - ``forward_ad``: forward-mode AD with dual tensors.
 - ``functional``: ``vjp``, ``jvp``, ``jacobian``, ``hessian``, ``hvp``, ``vhp`` (as ``torch.autograd.functional``).
 - ``GradientTape``: TensorFlow-style recording of gradients.
@@ -11,8 +11,8 @@
 
 from ..core import forward_ad
 from ..core.anomaly import detect_anomaly, is_anomaly_enabled, set_detect_anomaly
+from ..core.custom_function import Function, FunctionCtx, once_differentiable
 from ..core.engine import backward, grad
-from ..core.function import Function, FunctionCtx, once_differentiable
 from . import functional
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .tape import GradientTape

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..core.creation import zeros_like
 from ..core.engine import grad
+from ..core.grad_mode import is_grad_enabled, set_grad_enabled
 from ..core.tensor import Tensor
 from ..errors import AutogradError, ShapeError
 
@@ -139,3 +141,68 @@ def _fill_in_zeros(
             g = zeros_like(refs[i])
         res.append(g)
     return tuple(res)
+
+
+# ----- the steps every transform of ``functional`` shares ------------------------------------
+_OUTPUTS = "outputs of the user-provided function"
+
+
+def _prepare_inputs(inputs: Any, create_graph: bool, fn_name: str,
+                    need_graph: bool = True) -> tuple[bool, tuple[Tensor, ...]]:
+    """(whether ``inputs`` was a tuple, fresh input tensors for the user function)."""
+    is_tuple, items = _as_tuple(inputs, "inputs", fn_name)
+    return is_tuple, _grad_preprocess(items, create_graph=create_graph, need_graph=need_graph)
+
+
+def _call_func(func: Callable[..., Any], inputs: tuple[Tensor, ...], strict: bool,
+               fn_name: str) -> tuple[bool, tuple[Tensor, ...]]:
+    """(whether ``func`` returned a tuple, its outputs as a tuple), checked under ``strict``."""
+    is_tuple, outputs = _as_tuple(func(*inputs), _OUTPUTS, fn_name)
+    _check_requires_grad(outputs, "outputs", strict=strict)
+    return is_tuple, outputs
+
+
+def _scalar_output(func: Callable[..., Any], inputs: tuple[Tensor, ...], strict: bool,
+                   fn_name: str) -> tuple[Tensor, ...]:
+    """The output of a function that must return one single-element Tensor, as a 1-tuple."""
+    is_tuple, outputs = _call_func(func, inputs, strict, fn_name)
+    if is_tuple or not isinstance(outputs[0], Tensor):
+        raise AutogradError(f"the function given to {fn_name} should return a single Tensor")
+    if outputs[0].numel() != 1:
+        raise ShapeError(
+            f"the Tensor returned by the function given to {fn_name} should have a single element, got shape "
+            f"{outputs[0].shape}"
+        )
+    return outputs
+
+
+def _prepare_v(v: Any, refs: tuple[Tensor, ...], is_refs_tuple: bool, create_graph: bool, fn_name: str,
+               refs_are: str) -> tuple[Tensor | None, ...]:
+    """The vector ``v`` of a product, shaped like ``refs``; None stands for 1 where ``refs`` is one element.
+
+    ``refs_are`` names what ``v`` is shaped like in the error message.
+    """
+    if v is not None:
+        _, vs = _as_tuple(v, "v", fn_name)
+        vs = _grad_preprocess(vs, create_graph=create_graph, need_graph=False)
+        _validate_v(vs, refs, is_refs_tuple)
+        return vs
+    if len(refs) != 1 or refs[0].numel() != 1:
+        raise AutogradError(f"v can be None only if {refs_are} a single Tensor with a single element")
+    return (None,)
+
+
+def _last_grad(outputs: tuple[Tensor | None, ...], inputs: tuple[Tensor, ...], vs: tuple[Tensor | None, ...],
+               refs: tuple[Tensor, ...], strict: bool, create_graph: bool, stage: str) -> tuple[Tensor, ...]:
+    """The final backward of a product (linear in ``vs``), with missing gradients filled as ``refs``."""
+    enable = True if create_graph else is_grad_enabled()
+    with set_grad_enabled(enable):
+        grad_res = _autograd_grad(outputs, inputs, vs, create_graph=create_graph)
+        return _fill_in_zeros(grad_res, refs, strict, create_graph, stage)
+
+
+def _product_result(outputs: tuple[Tensor, ...], is_outputs_tuple: bool, result: tuple[Tensor, ...],
+                    is_result_tuple: bool, create_graph: bool) -> tuple[Any, Any]:
+    """(outputs, product) in the caller's structure, detached unless ``create_graph``."""
+    return (_tuple_postprocess(_grad_postprocess(outputs, create_graph), is_outputs_tuple),
+            _tuple_postprocess(_grad_postprocess(result, create_graph), is_result_tuple))

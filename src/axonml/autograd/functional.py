@@ -19,23 +19,29 @@ from typing import Any
 from ..core.creation import zeros, zeros_like
 from ..core.engine import NotBatchableError, run_backward
 from ..core.forward_ad import dual_level, make_dual, unpack_dual
-from ..core.grad_mode import enable_grad, is_grad_enabled, set_grad_enabled
+from ..core.grad_mode import enable_grad
 from ..core.tensor import Tensor
-from ..errors import AutogradError, ShapeError
+from ..errors import AutogradError
 from ..ops.shape import stack
 from ._fnargs import (
+    _OUTPUTS,
     _as_tuple,
     _autograd_grad,
+    _call_func,
     _check_requires_grad,
-    _fill_in_zeros,
     _grad_postprocess,
-    _grad_preprocess,
+    _last_grad,
+    _prepare_inputs,
+    _prepare_v,
+    _product_result,
+    _scalar_output,
     _tuple_postprocess,
-    _validate_v,
 )
 from .batched import batch_rule
 
 __all__ = ["hessian", "hvp", "jacobian", "jvp", "vhp", "vjp"]
+
+_INPUT_IS = "the input to the user-provided function is"  # where v may be None: one single-element input
 
 
 # ----- products -------------------------------------------------------------------------
@@ -47,29 +53,11 @@ def vjp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
     a single-element Tensor).
     """
     with enable_grad():
-        is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", "vjp")
-        inputs = _grad_preprocess(inputs, create_graph=create_graph, need_graph=True)
-        outputs = func(*inputs)
-        is_outputs_tuple, outputs = _as_tuple(outputs, "outputs of the user-provided function", "vjp")
-        _check_requires_grad(outputs, "outputs", strict=strict)
-        vs: tuple[Tensor | None, ...]
-        if v is not None:
-            _, vs = _as_tuple(v, "v", "vjp")
-            vs = _grad_preprocess(vs, create_graph=create_graph, need_graph=False)
-            _validate_v(vs, outputs, is_outputs_tuple)
-        else:
-            if len(outputs) != 1 or outputs[0].numel() != 1:
-                raise AutogradError(
-                    "v can be None only if the user-provided function returns a single Tensor with a single element"
-                )
-            vs = (None,)
-        enable = True if create_graph else is_grad_enabled()
-        with set_grad_enabled(enable):
-            grad_res = _autograd_grad(outputs, inputs, vs, create_graph=create_graph)
-            result = _fill_in_zeros(grad_res, inputs, strict, create_graph, "back")
-    outputs = _grad_postprocess(outputs, create_graph)
-    result = _grad_postprocess(result, create_graph)
-    return _tuple_postprocess(outputs, is_outputs_tuple), _tuple_postprocess(result, is_inputs_tuple)
+        is_inputs_tuple, inputs = _prepare_inputs(inputs, create_graph, "vjp")
+        is_outputs_tuple, outputs = _call_func(func, inputs, strict, "vjp")
+        vs = _prepare_v(v, outputs, is_outputs_tuple, create_graph, "vjp", "the user-provided function returns")
+        result = _last_grad(outputs, inputs, vs, inputs, strict, create_graph, "back")
+    return _product_result(outputs, is_outputs_tuple, result, is_inputs_tuple, create_graph)
 
 
 def jvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool = False,
@@ -81,34 +69,11 @@ def jvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
     differentiable backward; ``forward_ad`` gives the same in one forward pass.
     """
     with enable_grad():
-        is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", "jvp")
-        inputs = _grad_preprocess(inputs, create_graph=create_graph, need_graph=True)
-        vs: tuple[Tensor | None, ...]
-        if v is not None:
-            _, vs = _as_tuple(v, "v", "jvp")
-            vs = _grad_preprocess(vs, create_graph=create_graph, need_graph=False)
-            _validate_v(vs, inputs, is_inputs_tuple)
-        else:
-            if len(inputs) != 1 or inputs[0].numel() != 1:
-                raise AutogradError(
-                    "v can be None only if the input to the user-provided function is a single Tensor "
-                    "with a single element"
-                )
-            vs = (None,)
-        outputs = func(*inputs)
-        is_outputs_tuple, outputs = _as_tuple(outputs, "outputs of the user-provided function", "jvp")
-        _check_requires_grad(outputs, "outputs", strict=strict)
-        # the vjp is linear in its vector, so the vector's value does not matter (zeros, no NaN)
-        grad_outputs = tuple(zeros_like(out, requires_grad=True) for out in outputs)
-        grad_inputs = _autograd_grad(outputs, inputs, grad_outputs, create_graph=True)
-        _check_requires_grad(grad_inputs, "grad_inputs", strict=strict)
-        enable = True if create_graph else is_grad_enabled()
-        with set_grad_enabled(enable):
-            grad_res = _autograd_grad(grad_inputs, grad_outputs, vs, create_graph=create_graph)
-            result = _fill_in_zeros(grad_res, outputs, strict, create_graph, "back_trick")
-    outputs = _grad_postprocess(outputs, create_graph)
-    result = _grad_postprocess(result, create_graph)
-    return _tuple_postprocess(outputs, is_outputs_tuple), _tuple_postprocess(result, is_outputs_tuple)
+        is_inputs_tuple, inputs = _prepare_inputs(inputs, create_graph, "jvp")
+        vs = _prepare_v(v, inputs, is_inputs_tuple, create_graph, "jvp", _INPUT_IS)
+        is_outputs_tuple, outputs = _call_func(func, inputs, strict, "jvp")
+        result = _transposed_product(outputs, inputs, outputs, vs, strict, create_graph, "grad_inputs", "back_trick")
+    return _product_result(outputs, is_outputs_tuple, result, is_outputs_tuple, create_graph)
 
 
 # ----- Jacobians --------------------------------------------------------------------------
@@ -130,35 +95,39 @@ def jacobian(func: Callable[..., Any], inputs: Any, create_graph: bool = False, 
     if strategy == "forward-mode":
         return _jacfwd(func, inputs, create_graph, strict)
     with enable_grad():
-        is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", "jacobian")
-        inputs = _grad_preprocess(inputs, create_graph=create_graph, need_graph=True)
-        outputs = func(*inputs)
-        is_outputs_tuple, outputs = _as_tuple(outputs, "outputs of the user-provided function", "jacobian")
-        _check_requires_grad(outputs, "outputs", strict=strict)
+        is_inputs_tuple, inputs = _prepare_inputs(inputs, create_graph, "jacobian")
+        is_outputs_tuple, outputs = _call_func(func, inputs, strict, "jacobian")
         rows = _rows_batched(outputs, inputs, create_graph) if vectorize else None
         if rows is None:
             rows = _rows_looped(outputs, inputs, create_graph)
-        jac = []
-        for i, out in enumerate(outputs):
-            per_input = []
-            for j, inp in enumerate(inputs):
-                r = rows[i][j]
-                if r is None:
-                    if strict:
-                        raise AutogradError(
-                            f"output {i} of the user-provided function is independent of input {j}: "
-                            "not allowed in strict mode"
-                        )
-                    r = zeros(out.shape + inp.shape, dtype=inp.dtype, device=inp.device)
-                elif strict and create_graph and not r._requires_grad:
-                    raise AutogradError(
-                        f"the jacobian of output {i} is not differentiable with respect to input {j}: "
-                        "not allowed in strict mode with create_graph=True"
-                    )
-                per_input.append(r)
-            jac.append(tuple(per_input))
-    jac_t = _grad_postprocess(tuple(jac), create_graph)
-    return _tuple_postprocess(jac_t, (is_outputs_tuple, is_inputs_tuple))
+
+        def block(i: int, out: Tensor, j: int, inp: Tensor) -> Tensor:
+            r = rows[i][j]
+            if r is None:
+                if strict:
+                    raise _independent(i, j)
+                return zeros(out.shape + inp.shape, dtype=inp.dtype, device=inp.device)
+            if strict and create_graph and not r._requires_grad:
+                raise AutogradError(
+                    f"the jacobian of output {i} is not differentiable with respect to input {j}: "
+                    "not allowed in strict mode with create_graph=True"
+                )
+            return r
+
+        return _assemble(outputs, is_outputs_tuple, inputs, is_inputs_tuple, create_graph, block)
+
+
+def _independent(i: int, j: int) -> AutogradError:
+    return AutogradError(
+        f"output {i} of the user-provided function is independent of input {j}: not allowed in strict mode"
+    )
+
+
+def _assemble(outputs: tuple[Tensor, ...], is_outputs_tuple: bool, inputs: tuple[Tensor, ...],
+              is_inputs_tuple: bool, create_graph: bool, block: Callable[[int, Tensor, int, Tensor], Tensor]) -> Any:
+    """The Jacobian ``jac[i][j] = block(i, out_i, j, in_j)`` in the caller's structure, detached unless create_graph."""
+    jac = tuple(tuple(block(i, out, j, inp) for j, inp in enumerate(inputs)) for i, out in enumerate(outputs))
+    return _tuple_postprocess(_grad_postprocess(jac, create_graph), (is_outputs_tuple, is_inputs_tuple))
 
 
 def _one_hot_rows(out: Tensor, start: int, total: int) -> Tensor:
@@ -229,8 +198,7 @@ def _rows_looped(outputs: tuple[Tensor, ...], inputs: tuple[Tensor, ...],
 def _jacfwd(func: Callable[..., Any], inputs: Any, create_graph: bool, strict: bool) -> Any:
     """The Jacobian by forward-mode AD: one forward pass per input element (a column each)."""
     with enable_grad():
-        is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", "jacobian")
-        inputs = _grad_preprocess(inputs, create_graph=create_graph, need_graph=create_graph)
+        is_inputs_tuple, inputs = _prepare_inputs(inputs, create_graph, "jacobian", need_graph=create_graph)
         outputs: tuple[Tensor, ...] | None = None
         is_outputs_tuple = False
         columns: list[list[list[Tensor | None]]] = []  # [input j][element k][output i]
@@ -244,34 +212,26 @@ def _jacfwd(func: Callable[..., Any], inputs: Any, create_graph: bool, strict: b
                 with dual_level():
                     args = list(inputs)
                     args[j] = make_dual(inp, tangent)
-                    outs = func(*args)
-                    is_outputs_tuple, outs_t = _as_tuple(outs, "outputs of the user-provided function", "jacobian")
+                    is_outputs_tuple, outs_t = _as_tuple(func(*args), _OUTPUTS, "jacobian")
                     cols.append([unpack_dual(o).tangent for o in outs_t])
                     if outputs is None:
                         outputs = tuple(unpack_dual(o).primal for o in outs_t)
             columns.append(cols)
         if outputs is None:  # every input is empty: evaluate once for the output shapes
-            is_outputs_tuple, outputs = _as_tuple(func(*inputs), "outputs of the user-provided function", "jacobian")
-        jac = []
-        for i, out in enumerate(outputs):
-            per_input = []
-            for j, inp in enumerate(inputs):
-                cols_ij = [c[i] for c in columns[j]]
-                if strict and (not cols_ij or all(c is None for c in cols_ij)) and inp.numel():
-                    raise AutogradError(
-                        f"output {i} of the user-provided function is independent of input {j}: "
-                        "not allowed in strict mode"
-                    )
-                if not cols_ij or all(c is None for c in cols_ij):
-                    per_input.append(zeros(out.shape + inp.shape, dtype=out.dtype, device=out.device))
-                    continue
-                filled = [c if c is not None else zeros_like(out) for c in cols_ij]
-                # (numel_in, *out.shape) -> (*out.shape, *in.shape)
-                block = stack(filled, dim=-1) if out.ndim else stack(filled)
-                per_input.append(block.reshape(out.shape + inp.shape))
-            jac.append(tuple(per_input))
-    jac_t = _grad_postprocess(tuple(jac), create_graph)
-    return _tuple_postprocess(jac_t, (is_outputs_tuple, is_inputs_tuple))
+            is_outputs_tuple, outputs = _as_tuple(func(*inputs), _OUTPUTS, "jacobian")
+
+        def block(i: int, out: Tensor, j: int, inp: Tensor) -> Tensor:
+            cols_ij = [c[i] for c in columns[j]]
+            if not cols_ij or all(c is None for c in cols_ij):
+                if strict and inp.numel():
+                    raise _independent(i, j)
+                return zeros(out.shape + inp.shape, dtype=out.dtype, device=out.device)
+            filled = [c if c is not None else zeros_like(out) for c in cols_ij]
+            # (numel_in, *out.shape) -> (*out.shape, *in.shape)
+            stacked = stack(filled, dim=-1) if out.ndim else stack(filled)
+            return stacked.reshape(out.shape + inp.shape)
+
+        return _assemble(outputs, is_outputs_tuple, inputs, is_inputs_tuple, create_graph, block)
 
 
 def hessian(func: Callable[..., Any], inputs: Any, create_graph: bool = False, strict: bool = False,
@@ -287,17 +247,7 @@ def hessian(func: Callable[..., Any], inputs: Any, create_graph: bool = False, s
                          f"{outer_jacobian_strategy!r}")
 
     def ensure_single_output_function(*inp: Tensor) -> Tensor:
-        out = func(*inp)
-        is_out_tuple, t_out = _as_tuple(out, "outputs of the user-provided function", "hessian")
-        _check_requires_grad(t_out, "outputs", strict=strict)
-        if is_out_tuple or not isinstance(out, Tensor):
-            raise AutogradError("the function given to hessian should return a single Tensor")
-        if out.numel() != 1:
-            raise ShapeError(
-                f"the Tensor returned by the function given to hessian should have a single element, got shape "
-                f"{out.shape}"
-            )
-        return out.reshape(())
+        return _scalar_output(func, inp, strict, "hessian")[0].reshape(())
 
     def jac_func(*inp: Tensor) -> Any:
         if outer_jacobian_strategy == "forward-mode":
@@ -316,19 +266,9 @@ def vhp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
         strict: bool = False) -> tuple[Any, Any]:
     """``(func(*inputs), v^T H)`` for a scalar ``func``: two backward passes, no Hessian built."""
     with enable_grad():
-        is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", "vhp")
-        inputs = _grad_preprocess(inputs, create_graph=create_graph, need_graph=True)
-        vs = _hessian_vector(v, inputs, is_inputs_tuple, create_graph, "vhp")
-        outputs = _scalar_output(func, inputs, strict, "vhp")
-        jac = _autograd_grad(outputs, inputs, create_graph=True)
-        _check_requires_grad(jac, "jacobian", strict=strict)
-        enable = True if create_graph else is_grad_enabled()
-        with set_grad_enabled(enable):
-            grad_res = _autograd_grad(jac, inputs, vs, create_graph=create_graph)
-            result = _fill_in_zeros(grad_res, inputs, strict, create_graph, "double_back")
-    outputs = _grad_postprocess(outputs, create_graph)
-    result = _grad_postprocess(result, create_graph)
-    return _tuple_postprocess(outputs, False), _tuple_postprocess(result, is_inputs_tuple)
+        is_inputs_tuple, inputs, vs, outputs, jac = _first_grad(func, inputs, v, create_graph, strict, "vhp")
+        result = _last_grad(jac, inputs, vs, inputs, strict, create_graph, "double_back")
+    return _product_result(outputs, False, result, is_inputs_tuple, create_graph)
 
 
 def hvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool = False,
@@ -339,48 +279,29 @@ def hvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
     where the Hessian is not symmetric); ``vhp`` is cheaper when it is.
     """
     with enable_grad():
-        is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", "hvp")
-        inputs = _grad_preprocess(inputs, create_graph=create_graph, need_graph=True)
-        vs = _hessian_vector(v, inputs, is_inputs_tuple, create_graph, "hvp")
-        outputs = _scalar_output(func, inputs, strict, "hvp")
-        jac = _autograd_grad(outputs, inputs, create_graph=True)
-        _check_requires_grad(jac, "jacobian", strict=strict)
-        grad_jac = tuple(zeros_like(inp, requires_grad=True) for inp in inputs)
-        double_back = _autograd_grad(jac, inputs, grad_jac, create_graph=True)
-        _check_requires_grad(double_back, "hessian", strict=strict)
-        enable = True if create_graph else is_grad_enabled()
-        with set_grad_enabled(enable):
-            grad_res = _autograd_grad(double_back, grad_jac, vs, create_graph=create_graph)
-            result = _fill_in_zeros(grad_res, inputs, strict, create_graph, "double_back_trick")
-    outputs = _grad_postprocess(outputs, create_graph)
-    result = _grad_postprocess(result, create_graph)
-    return _tuple_postprocess(outputs, False), _tuple_postprocess(result, is_inputs_tuple)
+        is_inputs_tuple, inputs, vs, outputs, jac = _first_grad(func, inputs, v, create_graph, strict, "hvp")
+        result = _transposed_product(jac, inputs, inputs, vs, strict, create_graph, "hessian", "double_back_trick")
+    return _product_result(outputs, False, result, is_inputs_tuple, create_graph)
 
 
-def _hessian_vector(v: Any, inputs: tuple[Tensor, ...], is_inputs_tuple: bool, create_graph: bool,
-                    fn_name: str) -> tuple[Tensor | None, ...]:
-    if v is not None:
-        _, vs = _as_tuple(v, "v", fn_name)
-        vs = _grad_preprocess(vs, create_graph=create_graph, need_graph=False)
-        _validate_v(vs, inputs, is_inputs_tuple)
-        return vs
-    if len(inputs) != 1 or inputs[0].numel() != 1:
-        raise AutogradError(
-            "v can be None only if the input to the user-provided function is a single Tensor with a single element"
-        )
-    return (None,)
+def _transposed_product(outputs: tuple[Tensor | None, ...], inputs: tuple[Tensor, ...], like: tuple[Tensor, ...],
+                        vs: tuple[Tensor | None, ...], strict: bool, create_graph: bool, kind: str,
+                        stage: str) -> tuple[Tensor, ...]:
+    """``J vs`` (J of ``outputs``, shaped as ``like``, w.r.t. ``inputs``) as the derivative of ``u^T J`` in ``u``."""
+    # the vjp is linear in its vector, so the vector's value does not matter (zeros, no NaN)
+    u = tuple(zeros_like(t, requires_grad=True) for t in like)
+    vjp_u = _autograd_grad(outputs, inputs, u, create_graph=True)
+    _check_requires_grad(vjp_u, kind, strict=strict)
+    return _last_grad(vjp_u, u, vs, like, strict, create_graph, stage)
 
 
-def _scalar_output(func: Callable[..., Any], inputs: tuple[Tensor, ...], strict: bool,
-                   fn_name: str) -> tuple[Tensor, ...]:
-    out = func(*inputs)
-    is_outputs_tuple, outputs = _as_tuple(out, "outputs of the user-provided function", fn_name)
-    _check_requires_grad(outputs, "outputs", strict=strict)
-    if is_outputs_tuple or not isinstance(outputs[0], Tensor):
-        raise AutogradError(f"the function given to {fn_name} should return a single Tensor")
-    if outputs[0].numel() != 1:
-        raise ShapeError(
-            f"the Tensor returned by the function given to {fn_name} should have a single element, got shape "
-            f"{outputs[0].shape}"
-        )
-    return outputs
+def _first_grad(func: Callable[..., Any], inputs: Any, v: Any, create_graph: bool, strict: bool, fn_name: str
+                ) -> tuple[bool, tuple[Tensor, ...], tuple[Tensor | None, ...], tuple[Tensor, ...],
+                           tuple[Tensor | None, ...]]:
+    """The common start of vhp and hvp: (is_inputs_tuple, inputs, vs, outputs, gradient kept differentiable)."""
+    is_inputs_tuple, inputs = _prepare_inputs(inputs, create_graph, fn_name)
+    vs = _prepare_v(v, inputs, is_inputs_tuple, create_graph, fn_name, _INPUT_IS)
+    outputs = _scalar_output(func, inputs, strict, fn_name)
+    jac = _autograd_grad(outputs, inputs, create_graph=True)
+    _check_requires_grad(jac, "jacobian", strict=strict)
+    return is_inputs_tuple, inputs, vs, outputs, jac

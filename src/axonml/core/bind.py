@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ShapeError
+from . import inplace as ip
 from . import methods as m
 from .prims import binary as B
 from .prims import elementwise as E
@@ -107,7 +108,7 @@ def _install() -> None:
     T.view_as = lambda self, other: V.Alias.apply(self) if other is self else m.view(self, other.shape)  # type: ignore[attr-defined]
     T.reshape_as = lambda self, other: m.reshape(self, other.shape)  # type: ignore[attr-defined]
     T.__getitem__ = m.getitem  # type: ignore[attr-defined]
-    T.__setitem__ = m.setitem  # type: ignore[attr-defined]
+    T.__setitem__ = ip.setitem  # type: ignore[attr-defined]
     for op, prim in OPERATORS.items():
         if prim is not None:
             setattr(T, op, _binary(prim))
@@ -123,21 +124,21 @@ def _install() -> None:
     T.__abs__ = FUNCTIONS["abs"]  # type: ignore[attr-defined]
     T.__invert__ = lambda self: B.LogicalNot.apply(self) if self._data.dtype.kind == "b" else B.BitNot.apply(self)  # type: ignore[attr-defined]
     for name, prim in (("add", B.Add), ("sub", B.Sub), ("mul", B.Mul), ("div", B.Div)):
-        setattr(T, f"{name}_", m.inplace_binary(prim, f"{name}_"))
+        setattr(T, f"{name}_", ip.inplace_binary(prim, f"{name}_"))
     for name, prim in (("pow", B.Pow), ("remainder", B.Remainder), ("floor_divide", B.FloorDivide),
                        ("maximum", B.Maximum), ("minimum", B.Minimum), ("atan2", B.Atan2)):
-        setattr(T, f"{name}_", m.inplace_binary(prim, f"{name}_"))
+        setattr(T, f"{name}_", ip.inplace_binary(prim, f"{name}_"))
     for op, name in (("__iadd__", "add_"), ("__isub__", "sub_"), ("__imul__", "mul_"), ("__itruediv__", "div_"),
                      ("__ipow__", "pow_"), ("__imod__", "remainder_"), ("__ifloordiv__", "floor_divide_")):
         setattr(T, op, getattr(T, name))
     for name in ("exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid", "relu", "abs", "neg", "floor",
                  "ceil", "trunc", "round", "sign", "reciprocal", "clamp", "erf", "log1p", "expm1", "tan",
                  "exp2", "log2", "sinh", "cosh", "asin", "acos", "atan", "erfinv", "log10"):
-        setattr(T, f"{name}_", m.inplace_unary(getattr(T, name), f"{name}_"))
+        setattr(T, f"{name}_", ip.inplace_unary(getattr(T, name), f"{name}_"))
     T.clip_ = T.clamp_  # type: ignore[attr-defined]
-    T.zero_ = m.zero_  # type: ignore[attr-defined]
-    T.fill_ = m.fill_  # type: ignore[attr-defined]
-    T.copy_ = m.copy_  # type: ignore[attr-defined]
+    T.zero_ = ip.zero_  # type: ignore[attr-defined]
+    T.fill_ = ip.fill_  # type: ignore[attr-defined]
+    T.copy_ = ip.copy_  # type: ignore[attr-defined]
     T.T = property(_reversed_dims)  # type: ignore[attr-defined]
     T.mT = property(_swap_last_two)  # type: ignore[attr-defined]
     T.t = lambda self: m.transpose(self, 0, 1) if self.ndim == 2 else self  # type: ignore[attr-defined]

@@ -6,63 +6,14 @@ gradient is summed down to its input's shape and cast to its input's dtype.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import AutogradError, ShapeError
+from .accumulate import AccumulateGrad, _RetainGradHook
 from .anomaly import ANOMALY
 from .grad_mode import GRAD_ENABLED
-from .tensor import Tensor, _RetainGradHook
-
-
-class AccumulateGrad:
-    """The node of a leaf tensor: adds the incoming gradient to ``leaf.grad``."""
-
-    num_outputs = 1
-    next_edges: tuple[Any, ...] = ()
-    input_meta: tuple[Any, ...] = ()
-    pre_hooks = None
-    released = False
-    forward_trace = None
-
-    def __init__(self, leaf: Tensor) -> None:
-        self.leaf_ref = weakref.ref(leaf)
-
-    def op_name(self) -> str:
-        return "AccumulateGrad"
-
-    def run_hooks(self, grad: Tensor) -> Tensor:
-        """The leaf's ``register_hook`` hooks, in order; a returned tensor replaces the gradient."""
-        leaf = self.leaf_ref()
-        if leaf is None:
-            return grad
-        for hook in leaf._leaf_hooks or ():
-            new = hook(grad)
-            if new is not None:
-                grad = new
-        return grad
-
-    def accumulate(self, grad: Tensor, create_graph: bool) -> None:
-        """Add ``grad`` (hooks already applied) into ``leaf.grad``."""
-        leaf = self.leaf_ref()
-        if leaf is None:
-            return
-        if not create_graph:
-            grad = grad.detach()
-        if leaf._grad is None:
-            # own the buffer: later accumulation works in place on it
-            leaf._grad = grad if create_graph else _own(grad)
-        elif create_graph or leaf._grad._requires_grad:
-            leaf._grad = leaf._grad + grad
-        else:
-            leaf._grad._data += grad._data
-
-
-def _own(grad: Tensor) -> Tensor:
-    """A gradient buffer nobody else holds: the same array may reach several leaves
-    (through add, say), and optimizers update ``.grad`` in place."""
-    return Tensor._make(grad._device.xp.array(grad._data, copy=True), grad._device)
+from .tensor import Tensor
 
 
 def _sum_to(grad: Tensor, shape: tuple[int, ...], batched: bool = False) -> Tensor:

@@ -3,20 +3,25 @@
 Math methods and operators are bound onto the class by the modules that
 define the ops (``core/prims`` for primitives, ``ops/`` for compositions), so
 that this file stays about state: data, device, dtype, grad, graph links,
-versions and views.
+versions and views. Conversions (``to``, ``float``, ``numpy``, ``item``,
+``__repr__``, ...) are written in ``conversion.py`` and gradient hooks
+(``register_hook``, ``retain_grad``) in ``accumulate.py``; the class body
+assigns them as methods.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..backend import CPU, Device, as_device
+from ..backend import CPU, Device
 from ..errors import AutogradError, DTypeError
+from . import accumulate as _acc
+from . import conversion as _conv
 from . import dtypes as _dt
+from .accumulate import AccumulateGrad
 
 
 class Tensor:
@@ -291,41 +296,12 @@ class Tensor:
         self._requires_grad = False
         return self
 
-    def retain_grad(self) -> None:
-        """Keep ``.grad`` of this non-leaf tensor after backward."""
-        if not self._requires_grad:
-            raise AutogradError("retain_grad() on a tensor that does not require grad")
-        if self._grad_fn is None or self._retains_grad:
-            return
-        self._retains_grad = True
-        import weakref
-
-        ref = weakref.ref(self)
-
-        def keep(grad: Tensor) -> None:
-            t = ref()
-            if t is not None:
-                g = grad.detach()
-                t._grad = g if t._grad is None else t._grad + g
-
-        self._grad_fn.register_prehook(self._output_nr, _RetainGradHook(keep))
+    retain_grad = _acc.retain_grad
+    register_hook = _acc.register_hook
 
     @property
     def retains_grad(self) -> bool:
         return bool(self._retains_grad)
-
-    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
-        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor replaces the grad."""
-        if not self._requires_grad:
-            raise AutogradError("cannot register a hook on a tensor that does not require grad")
-        if self._grad_fn is not None:
-            node, nr = self._grad_fn, self._output_nr
-            node.register_prehook(nr, hook)
-            return RemovableHandle(node.pre_hooks[nr], hook)  # type: ignore[index]
-        if self._leaf_hooks is None:
-            self._leaf_hooks = []
-        self._leaf_hooks.append(hook)
-        return RemovableHandle(self._leaf_hooks, hook)
 
     def backward(
         self,
@@ -339,133 +315,35 @@ class Tensor:
 
         backward([self], [gradient], retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
 
-    # ----- conversion -----------------------------------------------------------
-    def numpy(self, force: bool = False) -> np.ndarray:
-        """The values as a NumPy array (shared memory on the CPU).
-
-        A tensor that requires grad needs ``detach()`` first (or ``force=True``),
-        as in PyTorch; a CUDA tensor needs ``force=True`` or ``.cpu()``.
-        """
-        if self._requires_grad and not force:
-            raise AutogradError("can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()")
-        if self._device is not CPU:
-            if not force:
-                from ..errors import DeviceError
-
-                raise DeviceError(f"can't convert a {self._device} tensor to NumPy; use tensor.cpu() first")
-            return self._data.get()  # type: ignore[no-any-return]
-        return self._data  # type: ignore[no-any-return]
-
-    def item(self) -> Any:
-        """The value of a one-element tensor as a Python number."""
-        if self._data.size != 1:
-            from ..errors import ShapeError
-
-            raise ShapeError(f"item() needs a tensor with one element, this one has {self._data.size}")
-        return self._host().reshape(()).item()
-
-    def tolist(self) -> Any:
-        return self._host().tolist()
-
-    def _host(self) -> np.ndarray:
-        return self._data if self._device is CPU else self._data.get()
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        a = self._host()
-        return a if dtype is None else a.astype(dtype)
-
-    def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
-        """Export without a copy through DLPack (``np.from_dlpack(t)``, ``torch.from_dlpack(t)``)."""
-        if self._requires_grad:
-            raise BufferError("can't export a tensor that requires grad through DLPack; use tensor.detach()")
-        if self._device is CPU and self._data.dtype == _dt._BF16_NP:
-            raise BufferError("NumPy can't export bfloat16 through DLPack; convert with .float() first")
-        return self._data.__dlpack__(*args, **kwargs)
-
-    def __dlpack_device__(self) -> Any:
-        return self._data.__dlpack_device__()
-
-    def to(self, *args: Any, **kwargs: Any) -> Tensor:
-        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``; differentiable."""
-        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        copy = kwargs.pop("copy", False)
-        kwargs.pop("non_blocking", None)
-        if kwargs:
-            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, Tensor):
-                device, dtype = a._device, a.dtype
-            elif isinstance(a, _dt.dtype) or a in (float, int, bool) or (
-                isinstance(a, str) and a.removeprefix("torch.").removeprefix("axonml.") in _dt._BY_NAME
-            ):
-                dtype = a
-            else:
-                device = a
-        out = self
-        if dtype is not None:
-            out = out._cast(_dt.as_dtype(dtype))
-        if device is not None:
-            dev = as_device(device)
-            if dev is not out._device:
-                from .prims.movement import ToDevice
-
-                out = ToDevice.apply(out, dev)
-        if copy and out is self:
-            out = self.clone()
-        return out
-
-    def _cast(self, d: _dt.dtype) -> Tensor:
-        if self._data.dtype == d.np:
-            return self
-        from .prims.movement import Cast
-
-        return Cast.apply(self, d.np)
-
-    def cpu(self) -> Tensor:
-        return self.to(CPU)
-
-    def cuda(self, device: int | str | None = None) -> Tensor:
-        if device is None:
-            return self.to("cuda")
-        return self.to(device if isinstance(device, str) else f"cuda:{device}")
-
-    def type(self, dtype: Any = None) -> Any:
-        if dtype is None:
-            return f"axonml.{self.dtype.name}"
-        return self._cast(_dt.as_dtype(dtype))
-
-    def type_as(self, other: Tensor) -> Tensor:
-        return self._cast(other.dtype)
-
-    def float(self) -> Tensor:
-        return self._cast(_dt.float32)
-
-    def double(self) -> Tensor:
-        return self._cast(_dt.float64)
-
-    def half(self) -> Tensor:
-        return self._cast(_dt.float16)
-
-    def bfloat16(self) -> Tensor:
-        return self._cast(_dt.bfloat16)
-
-    def long(self) -> Tensor:
-        return self._cast(_dt.int64)
-
-    def int(self) -> Tensor:
-        return self._cast(_dt.int32)
-
-    def short(self) -> Tensor:
-        return self._cast(_dt.int16)
-
-    def char(self) -> Tensor:
-        return self._cast(_dt.int8)
-
-    def byte(self) -> Tensor:
-        return self._cast(_dt.uint8)
-
-    def bool(self) -> Tensor:
-        return self._cast(_dt.bool_)
+    # ----- conversion (conversion.py) -------------------------------------------
+    to = _conv.to
+    _cast = _conv.cast
+    cpu = _conv.cpu
+    cuda = _conv.cuda
+    type = _conv.tensor_type
+    type_as = _conv.type_as
+    float = _conv.cast_method("float", _dt.float32)
+    double = _conv.cast_method("double", _dt.float64)
+    half = _conv.cast_method("half", _dt.float16)
+    bfloat16 = _conv.cast_method("bfloat16", _dt.bfloat16)
+    long = _conv.cast_method("long", _dt.int64)
+    int = _conv.cast_method("int", _dt.int32)
+    short = _conv.cast_method("short", _dt.int16)
+    char = _conv.cast_method("char", _dt.int8)
+    byte = _conv.cast_method("byte", _dt.uint8)
+    bool = _conv.cast_method("bool", _dt.bool_)
+    _host = _conv.host
+    numpy = _conv.numpy
+    item = _conv.item
+    tolist = _conv.tolist
+    __array__ = _conv.to_array
+    __dlpack__ = _conv.dlpack
+    __dlpack_device__ = _conv.dlpack_device
+    __bool__ = _conv.truth
+    __float__ = _conv.to_float
+    __int__ = _conv.to_int
+    __index__ = _conv.to_index
+    __repr__ = _conv.tensor_repr
 
     # ----- Python protocol ------------------------------------------------------
     def __len__(self) -> builtins.int:
@@ -478,43 +356,8 @@ class Tensor:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(self._data.shape[0]))
 
-    def __bool__(self) -> builtins.bool:
-        if self._data.size != 1:
-            raise ValueError(
-                f"the truth value of a tensor with {self._data.size} elements is ambiguous; use .any() or .all()"
-            )
-        return bool(self.item())
-
-    def __float__(self) -> builtins.float:
-        return float(self.item())
-
-    def __int__(self) -> builtins.int:
-        return int(self.item())
-
-    def __index__(self) -> builtins.int:
-        if self._data.dtype.kind not in "iub" or self._data.size != 1:
-            raise TypeError("only integer tensors of a single element can be converted to an index")
-        return int(self.item())
-
     def __hash__(self) -> builtins.int:
         return id(self)
-
-    def __repr__(self) -> str:
-        body = np.array2string(
-            np.asarray(self._host(), dtype=np.float64) if self._data.dtype == _dt._BF16_NP else self._host(),
-            separator=", ", precision=4, threshold=1000, edgeitems=3, prefix="tensor(",
-        )
-        extras = []
-        d = self.dtype
-        if d is not _dt.get_default_dtype() and d is not _dt.int64 and d is not _dt.bool_:
-            extras.append(f"dtype={d!r}")
-        if self._device is not CPU:
-            extras.append(f"device='{self._device}'")
-        if self._grad_fn is not None:
-            extras.append(f"grad_fn={self._grad_fn!r}")
-        elif self._requires_grad:
-            extras.append("requires_grad=True")
-        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         return (_rebuild, (self._host(), str(self._device), self._requires_grad))
@@ -567,29 +410,6 @@ def _wrap_dim(dim: int, ndim: int) -> int:
     return dim % n
 
 
-class _RetainGradHook:
-    """A pre-hook that stores the gradient and never changes it."""
-
-    def __init__(self, fn: Callable[[Tensor], None]) -> None:
-        self.fn = fn
-
-    def __call__(self, grad: Tensor) -> None:
-        self.fn(grad)
-
-
-class RemovableHandle:
-    """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
-
-    def __init__(self, hooks: list[Any], hook: Any) -> None:
-        self._hooks, self._hook = hooks, hook
-
-    def remove(self) -> None:
-        if self._hook in self._hooks:
-            self._hooks.remove(self._hook)
-
-
 def is_tensor(obj: Any) -> bool:
     return isinstance(obj, Tensor)
 
-
-from .engine import AccumulateGrad  # noqa: E402  (the engine needs Tensor defined first)

@@ -14,6 +14,7 @@ from collections import namedtuple
 from typing import Any
 
 from ..core import methods as _m
+from ..core.inplace import inplace_unary
 from ..core.prims import indexing as _P
 from ..core.prims import movement as V
 from ..core.tensor import Tensor, _wrap_dim
@@ -353,4 +354,4 @@ METHODS: dict[str, Any] = {
     if name not in ("one_hot",)
 }
 for _name in ("scatter", "scatter_add", "index_add", "index_fill", "masked_fill"):
-    METHODS[_name + "_"] = _m.inplace_unary(globals()[_name], _name + "_")
+    METHODS[_name + "_"] = inplace_unary(globals()[_name], _name + "_")

@@ -36,51 +36,45 @@ def _floats(op: str, *ts: Any) -> None:
 
 
 # ----- products -------------------------------------------------------------------------
+def _operands(op: str, a: Any, b: Any, ndims: tuple[int, int], expected: str) -> None:
+    """Both are Tensors with ``ndims`` dimensions (``expected`` says so in words)."""
+    _tensors(op, a, b)
+    if (a.ndim, b.ndim) != ndims:
+        raise ShapeError(f"{op}: expected {expected}, got shapes {a.shape} and {b.shape}")
+
+
+def _product(op: str, a: Any, b: Any, ndims: tuple[int, int], expected: str) -> Tensor:
+    """``a @ b`` for the products of fixed ranks, which (as in PyTorch) do not broadcast."""
+    _operands(op, a, b, ndims, expected)
+    k = b.shape[-2] if b.ndim > 1 else b.shape[-1]  # the contracted size of b
+    if a.shape[-1] != k or a.shape[:-2] != b.shape[:-2]:
+        raise ShapeError(f"{op}: shapes {a.shape} and {b.shape} cannot be multiplied")
+    return matmul(a, b)
+
+
 def mm(input: Tensor, mat2: Tensor) -> Tensor:  # noqa: A002 - PyTorch's name
     """Matrix product of two 2-D tensors ``(n, k) @ (k, m) -> (n, m)``; no broadcasting."""
-    _tensors("mm", input, mat2)
-    if input.ndim != 2 or mat2.ndim != 2:
-        raise ShapeError(f"mm: expected 2-D tensors, got shapes {input.shape} and {mat2.shape}")
-    if input.shape[1] != mat2.shape[0]:
-        raise ShapeError(f"mm: shapes {input.shape} and {mat2.shape} cannot be multiplied")
-    return matmul(input, mat2)
+    return _product("mm", input, mat2, (2, 2), "2-D tensors")
 
 
 def bmm(input: Tensor, mat2: Tensor) -> Tensor:  # noqa: A002
     """Batched matrix product ``(b, n, k) @ (b, k, m) -> (b, n, m)``; batch sizes must be equal."""
-    _tensors("bmm", input, mat2)
-    if input.ndim != 3 or mat2.ndim != 3:
-        raise ShapeError(f"bmm: expected 3-D tensors, got shapes {input.shape} and {mat2.shape}")
-    if input.shape[0] != mat2.shape[0] or input.shape[2] != mat2.shape[1]:
-        raise ShapeError(f"bmm: shapes {input.shape} and {mat2.shape} cannot be multiplied")
-    return matmul(input, mat2)
+    return _product("bmm", input, mat2, (3, 3), "3-D tensors")
 
 
 def mv(input: Tensor, vec: Tensor) -> Tensor:  # noqa: A002
     """Matrix-vector product ``(n, k) @ (k,) -> (n,)``."""
-    _tensors("mv", input, vec)
-    if input.ndim != 2 or vec.ndim != 1:
-        raise ShapeError(f"mv: expected a 2-D matrix and a 1-D vector, got shapes {input.shape} and {vec.shape}")
-    if input.shape[1] != vec.shape[0]:
-        raise ShapeError(f"mv: shapes {input.shape} and {vec.shape} cannot be multiplied")
-    return matmul(input, vec)
+    return _product("mv", input, vec, (2, 1), "a 2-D matrix and a 1-D vector")
 
 
 def dot(input: Tensor, tensor: Tensor) -> Tensor:  # noqa: A002
     """Inner product of two 1-D tensors of the same length (a 0-d result)."""
-    _tensors("dot", input, tensor)
-    if input.ndim != 1 or tensor.ndim != 1:
-        raise ShapeError(f"dot: expected 1-D tensors, got shapes {input.shape} and {tensor.shape}")
-    if input.shape[0] != tensor.shape[0]:
-        raise ShapeError(f"dot: tensors of {input.shape[0]} and {tensor.shape[0]} elements")
-    return matmul(input, tensor)
+    return _product("dot", input, tensor, (1, 1), "1-D tensors")
 
 
 def outer(input: Tensor, vec2: Tensor) -> Tensor:  # noqa: A002
     """Outer product of two 1-D tensors ``(n,), (m,) -> (n, m)``."""
-    _tensors("outer", input, vec2)
-    if input.ndim != 1 or vec2.ndim != 1:
-        raise ShapeError(f"outer: expected 1-D tensors, got shapes {input.shape} and {vec2.shape}")
+    _operands("outer", input, vec2, (1, 1), "1-D tensors")
     return input.unsqueeze(1) * vec2
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..core import dtypes as D
 from ..core import methods as _m
+from ..core.inplace import inplace_unary
 from ..core.methods import where
 from ..core.prims import binary as B
 from ..core.tensor import Tensor
@@ -161,4 +162,4 @@ def log_softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:  # noqa: 
 # Tensor methods bound by axonml.ops: name -> function taking the tensor first.
 METHODS: dict[str, Any] = {name: globals()[name] for name in __all__}
 for _name in ("square", "frac", "lerp", "nan_to_num", "hypot", "xlogy"):
-    METHODS[_name + "_"] = _m.inplace_unary(globals()[_name], _name + "_")
+    METHODS[_name + "_"] = inplace_unary(globals()[_name], _name + "_")

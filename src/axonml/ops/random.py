@@ -16,7 +16,8 @@ import numpy as np
 
 from ..core import dtypes as _dt
 from ..core.grad_mode import GRAD_ENABLED
-from ..core.methods import _check_writable, apply_inplace, where
+from ..core.inplace import _check_writable, apply_inplace
+from ..core.methods import where
 from ..core.random import (
     Generator,
     default_generator,

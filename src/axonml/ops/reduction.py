@@ -18,6 +18,7 @@ import numpy as np
 
 from ..core import dtypes as D
 from ..core import methods as _m
+from ..core.inplace import inplace_unary
 from ..core.methods import norm_dims
 from ..core.prims import binary as B
 from ..core.prims import indexing as _P
@@ -353,5 +354,5 @@ def any(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noq
 METHODS: dict[str, Any] = {
     name: globals()[name] for name in __all__ if name not in ("var_mean", "std_mean")
 }
-METHODS["cumsum_"] = _m.inplace_unary(cumsum, "cumsum_")
-METHODS["cumprod_"] = _m.inplace_unary(cumprod, "cumprod_")
+METHODS["cumsum_"] = inplace_unary(cumsum, "cumsum_")
+METHODS["cumprod_"] = inplace_unary(cumprod, "cumprod_")

@@ -10,12 +10,13 @@ and bfloat16 are computed in float32, since LAPACK has no half precision.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ...errors import AxonmlError, ShapeError
-from ..function import Function, Primitive, once_differentiable
+from ..custom_function import Function, once_differentiable
+from ..function import Primitive
 from ..tensor import Tensor
 
 
@@ -42,10 +43,19 @@ def _finite_or_raise(xp: Any, a: Any, out: Any, msg: str) -> None:
 
 
 def _lapack(xp: Any, fn: str, op: str, *arrays: Any, msg: str) -> Any:
+    """``xp.linalg.<fn>(*arrays)`` in the dtype of the last array; LinAlgError ``msg`` where it fails."""
     try:
-        return getattr(xp.linalg, fn)(*arrays)
+        out = getattr(xp.linalg, fn)(*(_work(a) for a in arrays))
     except np.linalg.LinAlgError:
         raise LinAlgError(f"{op}: {msg}") from None
+    _finite_or_raise(xp, arrays[0], out, f"{op}: {msg}")
+    return out.astype(arrays[-1].dtype, copy=False)
+
+
+def _lapack_square(xp: Any, fn: str, op: str, a: Any, msg: str) -> Any:
+    """``_lapack`` for one batch of square matrices and a result of the same shape."""
+    _square(op, a)
+    return a.copy() if a.size == 0 else _lapack(xp, fn, op, a, msg=msg)
 
 
 def _eye_like(t: Tensor, n: int) -> Tensor:
@@ -65,13 +75,7 @@ class Inv(Primitive):
 
     @staticmethod
     def forward(ctx: Any, a: Any) -> Any:
-        _square("linalg.inv", a)
-        if a.size == 0:
-            return a.copy()
-        xp = ctx.xp
-        out = _lapack(xp, "inv", "linalg.inv", _work(a), msg="the matrix is singular")
-        _finite_or_raise(xp, a, out, "linalg.inv: the matrix is singular")
-        return out.astype(a.dtype, copy=False)
+        return _lapack_square(ctx.xp, "inv", "linalg.inv", a, msg="the matrix is singular")
 
     def backward(self, grad: Tensor) -> Tensor:
         y = self.output.mT
@@ -106,9 +110,7 @@ class Solve(Primitive):
         b = xp.broadcast_to(b, batch + b.shape[-2:])
         if a.size == 0 or b.size == 0:
             return xp.zeros(b.shape, dtype=b.dtype)
-        out = _lapack(xp, "solve", "linalg.solve", _work(a), _work(b), msg="the matrix A is singular")
-        _finite_or_raise(xp, a, out, "linalg.solve: the matrix A is singular")
-        return out.astype(b.dtype, copy=False)
+        return _lapack(xp, "solve", "linalg.solve", a, b, msg="the matrix A is singular")
 
     def backward(self, grad: Tensor) -> tuple[Any, Any]:
         a = self.input(0)
@@ -175,44 +177,65 @@ def _inv_for_adjugate(a: Tensor) -> Tensor:
         ) from None
 
 
-class Det(Primitive):
+class _DetLike(Primitive):
+    """A function ``f`` of square matrices, one value each, with ``df = tr(D(A) dA)``.
+
+    Subclasses give the op's name, ``f`` (on LAPACK arrays), its value at 0x0
+    matrices and ``D``; the gradient is then ``g D(A)^T``, the tangent ``tr(D(A) t)``.
+    """
+
+    saves = "inputs"
+    op: ClassVar[str]
+    empty_value: ClassVar[float]
+
+    @staticmethod
+    def value(xp: Any, a: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def derivative(self) -> Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @staticmethod
+    def forward(ctx: Any, a: Any) -> Any:
+        _square(ctx.op, a)
+        xp = ctx.xp
+        if a.size == 0:
+            return xp.full(a.shape[:-2], ctx.empty_value, dtype=a.dtype)
+        return ctx.value(xp, _work(a)).astype(a.dtype, copy=False)
+
+    def backward(self, grad: Tensor) -> Tensor:
+        return grad.unsqueeze(-1).unsqueeze(-1) * self.derivative().mT
+
+    def jvp(self, t: Tensor | None) -> Tensor | None:
+        return None if t is None else _trace_prod(self.derivative(), t)
+
+
+class Det(_DetLike):
     """``det(A)``; its gradient is ``adj(A)^T``, which stays finite for singular matrices."""
 
-    saves = "inputs"
+    op = "linalg.det"
+    empty_value = 1.0
 
     @staticmethod
-    def forward(ctx: Any, a: Any) -> Any:
-        _square("linalg.det", a)
-        xp = ctx.xp
-        if a.size == 0:
-            return xp.ones(a.shape[:-2], dtype=a.dtype)
-        return xp.linalg.det(_work(a)).astype(a.dtype, copy=False)
+    def value(xp: Any, a: Any) -> Any:
+        return xp.linalg.det(a)
 
-    def backward(self, grad: Tensor) -> Tensor:
-        return grad.unsqueeze(-1).unsqueeze(-1) * Adjugate.apply(self.input(0)).mT
-
-    def jvp(self, t: Tensor | None) -> Tensor | None:
-        return None if t is None else _trace_prod(Adjugate.apply(self.input(0)), t)
+    def derivative(self) -> Tensor:
+        return Adjugate.apply(self.input(0))
 
 
-class LogAbsDet(Primitive):
+class LogAbsDet(_DetLike):
     """``log|det(A)|`` straight from the LU factors: ``log(abs(det))`` over- or underflows."""
 
-    saves = "inputs"
+    op = "linalg.slogdet"
+    empty_value = 0.0
 
     @staticmethod
-    def forward(ctx: Any, a: Any) -> Any:
-        _square("linalg.slogdet", a)
-        xp = ctx.xp
-        if a.size == 0:
-            return xp.zeros(a.shape[:-2], dtype=a.dtype)
-        return xp.linalg.slogdet(_work(a))[1].astype(a.dtype, copy=False)
+    def value(xp: Any, a: Any) -> Any:
+        return xp.linalg.slogdet(a)[1]
 
-    def backward(self, grad: Tensor) -> Tensor:
-        return grad.unsqueeze(-1).unsqueeze(-1) * Inv.apply(self.input(0)).mT
-
-    def jvp(self, t: Tensor | None) -> Tensor | None:
-        return None if t is None else _trace_prod(Inv.apply(self.input(0)), t)
+    def derivative(self) -> Tensor:
+        return Inv.apply(self.input(0))
 
 
 class Cholesky(Primitive):
@@ -226,14 +249,7 @@ class Cholesky(Primitive):
 
     @staticmethod
     def forward(ctx: Any, a: Any) -> Any:
-        _square("linalg.cholesky", a)
-        if a.size == 0:
-            return a.copy()
-        xp = ctx.xp
-        msg = "the matrix is not positive definite"
-        out = _lapack(xp, "cholesky", "linalg.cholesky", _work(a), msg=msg)
-        _finite_or_raise(xp, a, out, f"linalg.cholesky: {msg}")
-        return out.astype(a.dtype, copy=False)
+        return _lapack_square(ctx.xp, "cholesky", "linalg.cholesky", a, msg="the matrix is not positive definite")
 
     def _phi_mask(self, like: Tensor) -> Tensor:
         n = like.shape[-1]
