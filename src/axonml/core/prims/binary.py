@@ -41,8 +41,8 @@ class Sub(Primitive):
     def forward(ctx: Any, a: Any, b: Any) -> Any:
         return a - b
 
-    def backward(self, grad: Tensor) -> tuple[Tensor, Tensor]:
-        return grad, -grad
+    def backward(self, grad: Tensor) -> tuple[Tensor, Tensor | None]:
+        return grad, (-grad if self.next_edges[1] is not None else None)
 
     def jvp(self, ta: Tensor | None, tb: Tensor | None) -> Tensor | None:
         if tb is None:
