@@ -37,7 +37,13 @@ ALLOWLIST = {
 
 
 def _load(path: Path) -> ModuleType:
-    """Import a test module under a private name (tests/ is on sys.path via conftest)."""
+    """Import a test module under a private name (tests/ is on sys.path via conftest).
+
+    Its own folder goes on sys.path too, as pytest's rootdir-relative import does, so
+    helper modules beside it (tests/optim/optimhelp.py, say) import as they do under pytest.
+    """
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     rel = path.relative_to(TESTS).with_suffix("")
     name = "_registry_" + "_".join(rel.parts)
     if name in sys.modules:

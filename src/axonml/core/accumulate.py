@@ -64,7 +64,7 @@ class AccumulateGrad:
 def _own(grad: Tensor) -> Tensor:
     """A gradient buffer nobody else holds: the same array may reach several leaves
     (through add, say), and optimizers update ``.grad`` in place."""
-    return _tensor.Tensor._make(grad._device.xp.array(grad._data, copy=True), grad._device)
+    return _tensor.Tensor._make(grad._device.xp.array(grad._data, copy=True, order="C"), grad._device)
 
 
 def retain_grad(self: Tensor) -> None:
