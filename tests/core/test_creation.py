@@ -381,3 +381,10 @@ def test_ranges_match_torch(torch: Any) -> None:
     for a, t in pairs:
         assert a.dtype.name == str(t.dtype).removeprefix("torch.")
         np.testing.assert_allclose(a.numpy(), t.numpy(), rtol=1e-6)
+
+
+def test_python_float_converts_straight_to_the_requested_dtype() -> None:
+    # not through the default float32 first: 0.05 must keep its float64 digits
+    assert ax.tensor(0.05, dtype=ax.float64).item() == 0.05
+    assert ax.tensor([0.1, 0.2], dtype=ax.float64).tolist() == [0.1, 0.2]
+    assert ax.tensor([0.05]).dtype is ax.float32

@@ -37,7 +37,7 @@ def _check_int64(v: int) -> None:
         raise OverflowError(f"can't make a tensor: the integer {v} is out of the int64 range")
 
 
-def _from_python(data: Any, types: set[type]) -> Any:
+def _from_python(data: Any, types: set[type], target: Any = None) -> Any:
     """A NumPy array of Python data (numbers, nested sequences of numbers), or a clear error.
 
     Python floats give the default dtype and Python ints int64; NumPy scalars keep
@@ -66,8 +66,9 @@ def _from_python(data: Any, types: set[type]) -> Any:
         raise TypeError(f"can't make a tensor from an element of type {bad.__name__}: expected numbers")
     if kind in "USV" and arr.dtype != _dt._BF16_NP:
         raise TypeError(f"can't make a tensor from strings or bytes (NumPy dtype {arr.dtype})")
-    if arr.dtype == np.float64 and np.float64 not in types:
-        arr = arr.astype(_dt.get_default_dtype().np)  # the floats were Python floats
+    if arr.dtype == np.float64 and np.float64 not in types and target is None:
+        # the floats were Python floats; with a target dtype they convert straight to it
+        arr = arr.astype(_dt.get_default_dtype().np)
     return arr
 
 
@@ -100,7 +101,7 @@ def _to_array(data: Any, dtype: Any, device: Any) -> tuple[Any, Device]:
         if any(issubclass(t, Tensor) for t in types):
             arr = _from_tensors(data, target)
         else:
-            arr = _from_python(data, types)
+            arr = _from_python(data, types, target)
         src = CPU
     _check_dtype(arr)
     dev = dev or src
