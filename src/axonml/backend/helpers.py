@@ -51,3 +51,37 @@ def special_erfinv(xp: Any, x: Any) -> Any:
     import cupyx.scipy.special as cps
 
     return cps.erfinv(x)
+
+
+_BLEND_MIN_SIZE = 4096  # below this np.where's own loop is faster than six blend passes
+
+
+def select(xp: Any, cond: Any, a: Any, b: Any) -> Any:
+    """``where(cond, a, b)``.
+
+    NumPy's ``where`` branches per element and costs ~5 ms per million elements
+    on a random mask (a multiply costs 0.6 ms). For large same-dtype operands
+    the CPU version blends bit patterns instead, which is exact for every value
+    (NaN and infinities included) and branch-free.
+    """
+    if xp is not np:
+        return xp.where(cond, a, b)
+    # a Python number takes the other side's dtype, as NumPy's weak scalars do
+    a_arr = np.asarray(a, dtype=b.dtype) if isinstance(a, int | float) and isinstance(b, np.ndarray) else np.asarray(a)
+    b_arr = np.asarray(b, dtype=a_arr.dtype) if isinstance(b, int | float) and a_arr.ndim else np.asarray(b)
+    dt = a_arr.dtype
+    if b_arr.dtype != dt or dt.itemsize not in (2, 4, 8) or dt.kind == "b":
+        return np.where(cond, a, b)
+    shape = np.broadcast_shapes(np.shape(cond), a_arr.shape, b_arr.shape)
+    if np.prod(shape) < _BLEND_MIN_SIZE:
+        return np.where(cond, a, b)
+    bits = np.dtype(f"u{dt.itemsize}")
+    mask = np.broadcast_to(cond, shape).astype(bits)  # 1 where cond
+    np.negative(mask, out=mask)  # all ones where cond, zero elsewhere
+    out = np.empty(shape, dt)
+    out_bits = out.view(bits)
+    np.bitwise_and(a_arr.view(bits), mask, out=out_bits)
+    np.invert(mask, out=mask)
+    np.bitwise_and(b_arr.view(bits), mask, out=mask)
+    np.bitwise_or(out_bits, mask, out=out_bits)
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...backend import select
 from ..dtypes import get_default_dtype, is_float_np
 from ..function import Primitive
 from ..tensor import Tensor
@@ -233,7 +234,7 @@ class Where(Primitive):
 
     @staticmethod
     def forward(ctx: Any, cond: Any, a: Any, b: Any) -> Any:
-        return ctx.xp.where(cond, a, b)
+        return select(ctx.xp, cond, a, b)
 
     def backward(self, grad: Tensor) -> tuple[None, Any, Any]:
         cond = self.inputs[0]
