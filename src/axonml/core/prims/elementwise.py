@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from ...backend import special_erf, special_erfinv
-from ..dtypes import get_default_dtype, is_float_np
+from ..dtypes import finfo, from_numpy_dtype, get_default_dtype, is_float_np
 from ..function import Primitive
 from ..tensor import Tensor
 
@@ -23,6 +23,17 @@ _SQRT_PI_OVER_2 = math.sqrt(math.pi) / 2.0
 def _as_float(x: Any) -> Any:
     """Arrays of ints/bools become the default float dtype before a floating op."""
     return x if is_float_np(x.dtype) else x.astype(get_default_dtype().np)
+
+
+_MAX_EXP_ARG: dict[Any, float] = {}
+
+
+def _max_exp_arg(np_dtype: Any) -> float:
+    """log of the largest finite value of a float dtype: exp of anything above overflows."""
+    v = _MAX_EXP_ARG.get(np_dtype)
+    if v is None:
+        v = _MAX_EXP_ARG[np_dtype] = math.log(float(finfo(from_numpy_dtype(np_dtype)).max)) - 1e-3
+    return v
 
 
 class _FloatUnary(Primitive):
@@ -227,12 +238,14 @@ class Sigmoid(_FloatUnary):
 
     @staticmethod
     def fn(xp: Any, x: Any) -> Any:
-        # 0.5 * (1 + tanh(x/2)) never overflows, unlike 1 / (1 + exp(-x))
-        y = xp.asarray(xp.multiply(x, 0.5))  # asarray: 0-d results come back as scalars
-        xp.tanh(y, out=y)
+        # 1 / (1 + exp(-x)) keeps full relative precision in the negative tail
+        # (sigmoid(-50) = 1.9e-22, where 0.5 * (1 + tanh(x / 2)) gives 0); clipping the
+        # exponent at log(max float) keeps exp finite without a warning.
+        y = xp.asarray(xp.negative(x))  # asarray: 0-d results come back as scalars
+        xp.minimum(y, _max_exp_arg(y.dtype), out=y)
+        xp.exp(y, out=y)
         y += 1.0
-        y *= 0.5
-        return y
+        return xp.reciprocal(y, out=y)
 
     def deriv(self) -> Tensor:
         y = self.output
