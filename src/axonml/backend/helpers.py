@@ -26,9 +26,12 @@ def index_add_at(xp: Any, target: Any, index: Any, values: Any) -> None:
     if xp is np:
         np.add.at(target, index, values)
     else:
-        import cupyx  # only reached with CuPy arrays
+        if hasattr(xp.add, "at"):  # CuPy >= 14; cupyx.scatter_add is deprecated there
+            xp.add.at(target, index, values)
+        else:
+            import cupyx  # only reached with CuPy arrays
 
-        cupyx.scatter_add(target, index, values)
+            cupyx.scatter_add(target, index, values)
 
 
 def special_erf(xp: Any, x: Any) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import init, utils
+from . import functional, init, utils
 from .containers import ModuleDict, ModuleList, Sequential
 from .module import Module
 from .modules.flatten import Flatten, Unflatten
@@ -24,6 +24,7 @@ __all__ = [
     "ParameterList",
     "Sequential",
     "Unflatten",
+    "functional",
     "init",
     "utils",
 ]

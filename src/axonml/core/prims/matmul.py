@@ -21,7 +21,9 @@ class Matmul(Primitive):
         kb = b.shape[-2] if b.ndim > 1 else b.shape[0]
         if ka != kb:
             raise ShapeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not align ({ka} != {kb})")
-        return ctx.xp.matmul(a, b)
+        out = ctx.xp.matmul(a, b)
+        # NumPy computes bfloat16 products in float32 and returns that; PyTorch keeps bfloat16
+        return out if out.dtype == a.dtype else out.astype(a.dtype)
 
     def backward(self, grad: Tensor) -> tuple[Any, Any]:
         a, b = self.inputs

@@ -88,6 +88,12 @@ class GetItemView(GetItem):
     is_view = True
 
 
+def _is_basic(index: Any) -> bool:
+    """Whether an index holds only ints, slices, None and Ellipsis (no arrays)."""
+    items = index if isinstance(index, tuple) else (index,)
+    return all(type(i) is int or type(i) is slice or i is None or i is Ellipsis for i in items)
+
+
 class IndexPutAdd(Primitive):
     """Out of place ``out = base.copy(); out[index] += values`` (repeated indices add up)."""
 
@@ -97,7 +103,10 @@ class IndexPutAdd(Primitive):
         out = base.copy()
         if values.dtype != out.dtype:
             values = values.astype(out.dtype)
-        index_add_at(ctx.xp, out, index, values)
+        if _is_basic(index):
+            out[index] += values  # a basic index cannot repeat an element: no unbuffered add needed
+        else:
+            index_add_at(ctx.xp, out, index, values)
         return out
 
     def backward(self, grad: Tensor) -> tuple[Tensor, None, Tensor]:

@@ -1,0 +1,144 @@
+"""Convolution and pooling benchmarks: axonml against PyTorch, measured in the same run.
+
+    python benchmarks/conv.py                 # CPU (PyTorch CPU with the same thread count)
+    python benchmarks/conv.py --device cuda   # GPU (CuPy and PyTorch CUDA)
+    OPENBLAS_NUM_THREADS=2 python benchmarks/conv.py --threads 2   # a fixed thread count on both sides
+
+Cases: LeNet conv1 (64x1x28x28, 6x5x5), a ResNet 3x3 layer (32x64x32x32, 64x64x3x3, padding 1),
+a strided ResNet 3x3 layer (32x64x32x32 -> 128, stride 2), a depthwise 3x3 (32x64x32x32, groups 64),
+max pool 2x2 and average pool 2x2 on (32, 64, 32, 32). Forward, and forward + backward (gradients
+of the input and the parameters), each the median of interleaved repeats (medians resist the bursts of
+a shared machine); the sides are separated by a pause because OpenBLAS threads busy-spin after a call
+(see PERF-NOTES.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import axonml as ax
+from axonml.nn.functional.conv import conv2d
+from axonml.nn.functional.pooling import avg_pool2d, max_pool2d
+
+try:
+    import torch
+    import torch.nn.functional as tF
+except ImportError:  # the table then shows "-" for PyTorch
+    torch = None
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        ax.cuda.synchronize()
+        if torch is not None:
+            torch.cuda.synchronize()
+
+
+def timeit(fn: Callable[[], Any], device: str, number: int) -> float:
+    """Seconds per call of ``fn`` (``number`` calls, synchronized at the ends)."""
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / number
+
+
+def compare(sides: dict[str, Callable[[], Any] | None], device: str, number: int, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each side, interleaving the sides across repeats."""
+    samples: dict[str, list[float]] = {k: [] for k, f in sides.items() if f is not None}
+    for fn in sides.values():  # warm-up: first-call costs (buffers, kernels) stay out of the samples
+        if fn is not None:
+            fn()
+    for _ in range(repeats):
+        for name, fn in sides.items():
+            if fn is None:
+                continue
+            time.sleep(0.2)
+            samples[name].append(timeit(fn, device, number))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def _pair(shape: tuple[int, ...], device: str, seed: int, grad: bool) -> tuple[Any, Any]:
+    a = np.random.default_rng(seed).standard_normal(shape).astype(np.float32) * 0.1
+    t = ax.tensor(a, device=device, requires_grad=grad)
+    tt = None
+    if torch is not None:
+        tt = torch.from_numpy(a).to(device).requires_grad_(grad)
+    return t, tt
+
+
+def _case(name: str, x_shape: tuple[int, ...], device: str, number: int, repeats: int,
+          w_shape: tuple[int, ...] | None = None, **kw: Any) -> list[str]:
+    x, tx = _pair(x_shape, device, 0, True)
+    if w_shape is not None:
+        w, tw = _pair(w_shape, device, 1, True)
+        b, tb = _pair((w_shape[0],), device, 2, True)
+        ours: Callable[[], Any] = lambda: conv2d(x, w, b, **kw)
+        theirs = (lambda: tF.conv2d(tx, tw, tb, **kw)) if torch is not None else None
+        params, tparams = [x, w, b], [tx, tw, tb]
+    else:
+        pool = max_pool2d if name.startswith("max") else avg_pool2d
+        tpool = (tF.max_pool2d if name.startswith("max") else tF.avg_pool2d) if torch is not None else None
+        ours = lambda: pool(x, **kw)
+        theirs = (lambda: tpool(tx, **kw)) if tpool is not None else None
+        params, tparams = [x], [tx]
+    y = ours()
+    gy = ax.ones(tuple(y.shape), device=device)
+    tgy = torch.ones(tuple(y.shape), device=device) if torch is not None else None
+
+    def ours_fb() -> None:
+        ax.autograd.grad(ours(), params, gy)
+
+    def theirs_fb() -> None:
+        torch.autograd.grad(theirs(), tparams, tgy)  # type: ignore[misc]
+
+    with ax.no_grad():
+        fwd = compare({"ax": ours, "torch": theirs}, device, number, repeats)
+    fb = compare({"ax": ours_fb, "torch": theirs_fb if torch is not None else None}, device, number, repeats)
+    row = [name]
+    for r in (fwd, fb):
+        a, t = r["ax"] * 1e3, r.get("torch")
+        row += [f"{a:.2f}", "-" if t is None else f"{t * 1e3:.2f}", "-" if t is None else f"{a / (t * 1e3):.2f}"]
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=11)
+    ap.add_argument("--number", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="PyTorch CPU threads; give NumPy's BLAS the same with OPENBLAS_NUM_THREADS")
+    args = ap.parse_args()
+    dev = args.device
+    if torch is not None and dev == "cpu":
+        torch.set_num_threads(args.threads)
+    print(f"device {dev}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; "
+          f"torch {torch.__version__ if torch is not None else '-'} threads "
+          f"{torch.get_num_threads() if torch is not None else '-'}; median of {args.repeats} interleaved repeats")
+    n, r = args.number, args.repeats
+    rows = [
+        _case("LeNet conv1 64x1x28x28, 6x5x5", (64, 1, 28, 28), dev, n, r, (6, 1, 5, 5)),
+        _case("ResNet 3x3 32x64x32x32 -> 64", (32, 64, 32, 32), dev, n, r, (64, 64, 3, 3), padding=1),
+        _case("ResNet 3x3 stride 2 -> 128", (32, 64, 32, 32), dev, n, r, (128, 64, 3, 3), stride=2, padding=1),
+        _case("depthwise 3x3 32x64x32x32", (32, 64, 32, 32), dev, n, r, (64, 1, 3, 3), padding=1, groups=64),
+        _case("max_pool2d 2x2 (32,64,32,32)", (32, 64, 32, 32), dev, n, r, kernel_size=2),
+        _case("avg_pool2d 2x2 (32,64,32,32)", (32, 64, 32, 32), dev, n, r, kernel_size=2),
+    ]
+    header = ["case", "fwd ax ms", "fwd torch ms", "ratio", "fwd+bwd ax ms", "fwd+bwd torch ms", "ratio"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The fused attention-probabilities primitive: ``softmax(q @ k^T * scale + bias)`` over the last axis.
+
+A primitive because composed it is slow: the softmax chain (max, subtract, exp, sum,
+divide, each with its backward node) makes ~12 passes over the (L, S) score matrix;
+here the forward makes 5 in place, and the backward 3. Rows that are entirely masked
+(-inf) give zero probabilities, as PyTorch's scaled_dot_product_attention, instead of NaN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...core.function import Primitive
+from ...core.tensor import Tensor
+from ._fastpath import arrays_only, row_dot, row_sum
+
+
+def _softmax_rows_(xp: Any, s: Any) -> Any:
+    """Softmax over the last axis of ``s`` in place (``s`` is a fresh buffer); all -inf rows give 0."""
+    m = s.max(-1, keepdims=True)  # (..., L, 1)
+    # -inf - (-inf) would be NaN: shift such rows by 0 instead (exp(-inf) = 0); no host sync on a GPU
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    s -= m
+    xp.exp(s, out=s)
+    z = row_sum(xp, s.reshape(-1, s.shape[-1])).reshape(m.shape)
+    s /= xp.where(z == 0, 1.0, z)  # an all-masked row stays zero
+    return s
+
+
+class AttentionProbs(Primitive):
+    """``softmax(q @ k^T * scale + bias, -1)`` for q (..., L, E), k (..., S, E), bias broadcastable to (..., L, S).
+
+    Called as ``AttentionProbs.apply(q, k, bias_or_None, scale)``. A float bias (an additive
+    mask, -inf where attention is not allowed) gets a gradient too.
+    """
+
+    saves = "both"
+
+    @staticmethod
+    def forward(ctx: Any, q: Any, k: Any, bias: Any, scale: float) -> Any:
+        xp = ctx.xp
+        ctx.scale = scale
+        if q.shape[-1] <= k.shape[-2]:  # scale the smaller operand
+            s = xp.matmul(q * q.dtype.type(scale), xp.swapaxes(k, -1, -2))
+        else:
+            s = xp.matmul(q, xp.swapaxes(k, -1, -2))
+            s *= scale
+        if bias is not None:
+            if bias.dtype != s.dtype:
+                bias = bias.astype(s.dtype)
+            if bias.ndim > s.ndim or any(b != 1 and b != n for b, n in zip(bias.shape[::-1], s.shape[::-1])):
+                s = s + bias  # the mask widens the batch dimensions: a new buffer of the full shape
+            else:
+                s += bias
+        return _softmax_rows_(xp, s)
+
+    def backward(self, grad: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        q, k, bias = self.inputs[:3]
+        need_q, need_k, need_b = (e is not None for e in self.next_edges[:3])
+        scale = self.scale
+        if not arrays_only():
+            p = self.output
+            ds = p * (grad - (grad * p).sum(-1, keepdim=True))
+            gq = ds @ k * scale if need_q else None
+            gk = ds.mT @ q * scale if need_k else None
+            return gq, gk, ds if need_b else None, None
+        xp = self.xp
+        p = self._out[0]
+        g = grad._data
+        ds = xp.subtract(g, row_dot(xp, g, p)[..., None])  # (..., L, S)
+        ds *= p
+        gq = gk = None
+        if need_q:
+            gq = xp.matmul(ds, k._data)
+            gq *= scale
+            gq = Tensor._make(gq.astype(q._data.dtype, copy=False), self.device)
+        if need_k:
+            gk = xp.matmul(xp.swapaxes(ds, -1, -2), q._data)
+            gk *= scale
+            gk = Tensor._make(gk.astype(k._data.dtype, copy=False), self.device)
+        gb = Tensor._make(ds, self.device) if need_b and bias is not None else None
+        return gq, gk, gb, None
+
+    def jvp(self, tq: Any, tk: Any, tb: Any, _: Any) -> Any:
+        q, k = self.inputs[:2]
+        ds = None
+        if tq is not None:
+            ds = tq @ k.mT * self.scale
+        if tk is not None:
+            term = q @ tk.mT * self.scale
+            ds = term if ds is None else ds + term
+        if tb is not None:
+            ds = tb if ds is None else ds + tb
+        if ds is None:
+            return None
+        p = self.output
+        return p * (ds - (ds * p).sum(-1, keepdim=True))

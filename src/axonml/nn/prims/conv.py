@@ -1,0 +1,359 @@
+"""Convolution primitives: ``Conv`` (cross-correlation), ``ConvTranspose`` (its adjoint in the input)
+and ``ConvWeight`` (its adjoint in the weight).
+
+Primitives, not compositions: a convolution composed from slicing and matmul ops records
+one node per kernel offset and pays an extra pass over memory for each; here the forward
+is one im2col copy plus one GEMM. The three are bilinear and each one's derivatives are
+the other two (``<y', conv(x, w)> = <convT(y', w), x> = <convw(x, y'), w>``), so every
+order of derivative stays inside this set, and each jvp is ``f(t_a, b) + f(a, t_b)``.
+
+Layout: columns are channel-major, ``(C * prod(K), M)``, so the GEMM sees plain 2-D (or
+per-group 3-D) matrices. With stride 1 the columns may live on the zero-padded input grid
+(``M = B * prod(padded spatial)``): each kernel offset is then one contiguous shift of the
+flattened padded input, a memcpy per channel instead of a strided gather (about 2x faster
+on this CPU), at the price of computing discarded border columns; it is chosen when those
+cost less than the copies they speed up (large images, few output channels). Otherwise the
+columns are the output positions themselves (``M = B * prod(O)``) and each kernel offset is
+one strided slice. col2im accumulates over kernel offsets with slices, never ``np.add.at``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...core.function import Primitive
+from ...core.tensor import Tensor
+
+_ALL2 = (slice(None), slice(None))
+
+
+@dataclass(frozen=True)
+class ConvGeom:
+    """Stride, dilation, zero padding before/after (per spatial dim) and groups of a convolution."""
+
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pad_lo: tuple[int, ...]
+    pad_hi: tuple[int, ...]
+    groups: int
+
+    def out_size(self, size: tuple[int, ...], kernel: tuple[int, ...]) -> tuple[int, ...]:
+        """The natural output size of a convolution of spatial ``size`` with ``kernel``."""
+        return tuple(
+            (n + lo + hi - d * (k - 1) - 1) // s + 1
+            for n, k, s, d, lo, hi in zip(size, kernel, self.stride, self.dilation, self.pad_lo, self.pad_hi)
+        )
+
+
+# ----- scratch buffers -------------------------------------------------------------------------
+# A fresh 64 MB NumPy buffer costs ~10 ms of page faults in this VM; im2col columns are
+# temporaries (consumed by the GEMM), so one buffer per slot and thread is reused.
+# CuPy's memory pool already recycles device memory.
+_LOCAL = threading.local()
+_SCRATCH_MAX_BYTES = 1 << 28
+
+
+def _scratch(xp: Any, slot: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    """An uninitialized array that is only valid until the next call with the same ``slot``."""
+    dtype = np.dtype(dtype)
+    n = math.prod(shape)
+    if xp is not np or n * dtype.itemsize > _SCRATCH_MAX_BYTES:
+        return xp.empty(shape, dtype)
+    bufs = _LOCAL.__dict__.setdefault("bufs", {})
+    buf = bufs.get((slot, dtype))
+    if buf is None or buf.size < n:
+        buf = np.empty(max(n, 1), dtype)
+        bufs[(slot, dtype)] = buf
+    return buf[:n].reshape(shape)
+
+
+# ----- im2col / col2im ---------------------------------------------------------------------------
+def _channel_block(xp: Any, m: int, dtype: Any, channels: int) -> int:
+    """Channels per block so that one block of ``m`` columns (~512 KB) stays in a CPU core's cache
+    (~25% faster copies); on a GPU one launch per kernel offset is cheaper than many small ones."""
+    if xp is not np:
+        return max(channels, 1)
+    return max(1, (1 << 19) // max(m * np.dtype(dtype).itemsize, 1))
+
+
+def _grid_pays(ratio: float, cog: int) -> bool:
+    """Whether stride-1 columns should live on the padded grid (``ratio`` = grid / output positions).
+
+    Per column and kernel offset, a strided copy costs ~2x a contiguous one and the GEMM ~cog / 30
+    contiguous copies (measured on the 2-core CI machine): the grid wins while its extra columns
+    cost less than the copies it makes contiguous.
+    """
+    return ratio * (1 + cog / 30) < 2 + cog / 30
+
+
+class _Plan:
+    """Where the columns of one convolution live, and the moves between layouts.
+
+    ``x``: (B, C, *S) input; ``K``: kernel size; ``O``: output size (may be smaller than
+    the natural one, for the adjoints of transposed convolutions with output padding).
+    """
+
+    def __init__(self, geom: ConvGeom, batch: int, size: tuple[int, ...], kernel: tuple[int, ...],
+                 out: tuple[int, ...], cog: int) -> None:
+        self.B, self.S, self.K, self.O = batch, size, kernel, out
+        self.lo = geom.pad_lo
+        self.nk = math.prod(kernel)
+        dil = geom.dilation
+        # padded extent: the input with its padding, and at least what the windows reach
+        self.Sp = tuple(
+            max(n + lo + hi, (o - 1) * s + d * (k - 1) + 1)
+            for n, lo, hi, o, s, d, k in zip(size, geom.pad_lo, geom.pad_hi, out, geom.stride, dil, kernel)
+        )
+        ratio = math.prod(self.Sp) / max(math.prod(out), 1)
+        self.grid = all(s == 1 for s in geom.stride) and _grid_pays(ratio, cog)
+        offsets = list(itertools.product(*[range(k) for k in kernel]))
+        if self.grid:
+            gstride = [math.prod(self.Sp[i + 1:]) for i in range(len(size))]
+            self.shifts = [sum(k * d * g for k, d, g in zip(off, dil, gstride)) for off in offsets]
+            self.tail = self.shifts[-1] if self.shifts else 0
+            self.M = batch * math.prod(self.Sp)
+        else:
+            self.slices = [
+                _ALL2 + tuple(slice(k * d, k * d + s * (o - 1) + 1, s)
+                              for k, d, s, o in zip(off, dil, geom.stride, out))
+                for off in offsets
+            ]
+            self.M = batch * math.prod(out)
+
+    def _interior(self) -> tuple[slice, ...]:
+        return _ALL2 + tuple(slice(lo, lo + n) for lo, n in zip(self.lo, self.S))
+
+    def _head(self) -> tuple[slice, ...]:
+        return _ALL2 + tuple(slice(0, o) for o in self.O)
+
+    def _padded_cm(self, xp: Any, x: Any, extra: int = 0) -> Any:
+        """Zero-padded channel-major copy of ``x``: (C, B, *Sp), flat as (C, B*prod(Sp) + extra) in the grid layout."""
+        C = x.shape[1]
+        cm = x.transpose(1, 0, *range(2, x.ndim))  # (C, B, *S), a view
+        if not self.grid and self.Sp == self.S:
+            return cm
+        buf = xp.zeros((C, self.B * math.prod(self.Sp) + extra), x.dtype)
+        padded = buf[:, : buf.shape[1] - extra].reshape((C, self.B, *self.Sp))
+        padded[self._interior()] = cm
+        return buf if self.grid else padded
+
+    def cols(self, xp: Any, x: Any) -> Any:
+        """im2col: (C * prod(K), M), rows ordered (channel, kernel offset)."""
+        C = x.shape[1]
+        M = self.M
+        if self.grid:
+            buf = self._padded_cm(xp, x, self.tail)
+            if self.nk == 1:
+                return buf[:, :M]
+            col = _scratch(xp, "col", (C, self.nk, M), x.dtype)
+            step = _channel_block(xp, M, x.dtype, C)
+            for c in range(0, C, step):  # a block of channels stays in cache across the kernel offsets
+                for k, sh in enumerate(self.shifts):
+                    col[c: c + step, k] = buf[c: c + step, sh: sh + M]
+            return col.reshape(C * self.nk, M)
+        xpad = self._padded_cm(xp, x)
+        col = _scratch(xp, "col", (C, self.nk, self.B, *self.O), x.dtype)
+        for k, sl in enumerate(self.slices):
+            col[:, k] = xpad[sl]
+        return col.reshape(C * self.nk, M)
+
+    def gmat(self, xp: Any, g: Any) -> Any:
+        """An output-shaped (B, Co, *O) array as a (Co, M) matrix in the columns' space (zeros off the outputs)."""
+        Co = g.shape[1]
+        gcm = g.transpose(1, 0, *range(2, g.ndim))
+        if self.grid:
+            buf = xp.zeros((Co, self.B, *self.Sp), g.dtype)
+            buf[self._head()] = gcm
+            return buf.reshape(Co, self.M)
+        return xp.ascontiguousarray(gcm).reshape(Co, self.M)
+
+    def from_gmat(self, xp: Any, y: Any, bias: Any = None) -> Any:
+        """A (Co, M) matrix (maybe scratch) as a new contiguous (B, Co, *O) array, plus ``bias`` per channel."""
+        Co = y.shape[0]
+        full = (Co, self.B) + (self.Sp if self.grid else self.O)
+        view = y.reshape(full)
+        if self.grid:
+            view = view[self._head()]
+        view = view.transpose(1, 0, *range(2, view.ndim))
+        out = xp.empty((self.B, Co, *self.O), y.dtype)
+        if bias is None:
+            out[...] = view
+        else:
+            xp.add(view, bias.reshape((1, Co) + (1,) * len(self.O)), out=out)
+        return out
+
+    def col2im(self, xp: Any, dcol: Any, channels: int) -> Any:
+        """The adjoint of ``cols``: (C * prod(K), M) summed back into a new (B, C, *S) array."""
+        C, M = channels, self.M
+        if self.grid:
+            flat = xp.zeros((C, M + self.tail), dcol.dtype)
+            d3 = dcol.reshape(C, self.nk, M)
+            step = _channel_block(xp, M, dcol.dtype, C)
+            for c in range(0, C, step):
+                for k, sh in enumerate(self.shifts):
+                    flat[c: c + step, sh: sh + M] += d3[c: c + step, k]
+            padded = flat[:, :M].reshape((C, self.B, *self.Sp))
+        else:
+            padded = xp.zeros((C, self.B, *self.Sp), dcol.dtype)
+            d3 = dcol.reshape((C, self.nk, self.B, *self.O))
+            for k, sl in enumerate(self.slices):
+                padded[sl] += d3[:, k]
+        inner = padded[self._interior()]
+        out = xp.empty((self.B, C, *self.S), dcol.dtype)
+        out[...] = inner.transpose(1, 0, *range(2, inner.ndim))
+        return out
+
+
+_CHUNK = 4096
+
+
+def _long_matmul(xp: Any, a: Any, b: Any) -> Any:
+    """``a @ b`` for a long reduction (..., m, K) @ (..., K, n): a small result is summed over K in pieces.
+
+    OpenBLAS ran (6, 50176) @ (50176, 25) 7x faster in 4096-long pieces (the pieces stay in cache);
+    large results (64 x 576) gain nothing, so they take one call.
+    """
+    k = a.shape[-1]
+    if k <= 2 * _CHUNK or a.shape[-2] * b.shape[-1] > 4096:
+        return xp.matmul(a, b)
+    out = xp.matmul(a[..., :_CHUNK], b[..., :_CHUNK, :])
+    for s in range(_CHUNK, k, _CHUNK):
+        out += xp.matmul(a[..., s: s + _CHUNK], b[..., s: s + _CHUNK, :])
+    return out
+
+
+def _grouped(a: Any, groups: int) -> Any:
+    """A (R, M) matrix as (G, R / G, M), or itself for one group."""
+    return a if groups == 1 else a.reshape(groups, a.shape[0] // groups, a.shape[1])
+
+
+def _channel_view(b: Tensor, ndim: int) -> Tensor:
+    """A per-channel (C,) tensor shaped to broadcast against (B, C, *spatial)."""
+    return b.reshape((1, b.shape[0]) + (1,) * (ndim - 2))
+
+
+def _spatial_sum(g: Tensor) -> Tensor:
+    """The gradient of a per-channel bias: sum over everything but dim 1."""
+    return g.sum((0, *range(2, g.ndim)))
+
+
+def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+# ----- the primitives -------------------------------------------------------------------------------
+class Conv(Primitive):
+    """``y = conv(x, w) + b``: x (B, Ci, *S), w (Co, Ci / G, *K), b (Co,) or None -> y (B, Co, *O).
+
+    ``osize`` is the output size (the natural one when None).
+    """
+
+    saves = "inputs"
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, w: Any, b: Any, geom: ConvGeom, osize: tuple[int, ...] | None) -> Any:
+        xp = ctx.xp
+        kernel = tuple(w.shape[2:])
+        out = osize or geom.out_size(tuple(x.shape[2:]), kernel)
+        plan = _Plan(geom, x.shape[0], tuple(x.shape[2:]), kernel, out, w.shape[0] // geom.groups)
+        col = _grouped(plan.cols(xp, x), geom.groups)
+        wm = w.reshape(geom.groups, w.shape[0] // geom.groups, -1) if geom.groups > 1 else w.reshape(w.shape[0], -1)
+        y = _scratch(xp, "gemm", (*wm.shape[:-1], plan.M), x.dtype)
+        xp.matmul(wm, col, out=y)
+        return plan.from_gmat(xp, y.reshape(w.shape[0], plan.M), b)
+
+    def backward(self, grad: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        x, w, b, geom, _ = self.inputs
+        need_x, need_w, need_b = (e is not None for e in self.next_edges[:3])
+        gx = ConvTranspose.apply(grad, w, None, geom, tuple(x.shape[2:])) if need_x else None
+        gw = ConvWeight.apply(x, grad, geom, tuple(w.shape[2:])) if need_w else None
+        gb = _spatial_sum(grad) if b is not None and need_b else None
+        return gx, gw, gb, None, None
+
+    def jvp(self, tx: Tensor | None, tw: Tensor | None, tb: Tensor | None, *_: Any) -> Tensor | None:
+        x, w, _, geom, osize = self.inputs
+        out = None if tx is None else Conv.apply(tx, w, None, geom, osize)
+        out = _add(out, None if tw is None else Conv.apply(x, tw, None, geom, osize))
+        return _add(out, None if tb is None else _channel_view(tb, x.ndim))
+
+
+class ConvTranspose(Primitive):
+    """``z = convT(g, w) + b``, the adjoint of ``conv(., w)`` for inputs of spatial size ``size``.
+
+    g (B, Co, *O), w (Co, Ci / G, *K) (a transposed convolution's weight layout), b (Ci,) or
+    None -> z (B, Ci, *size).
+    """
+
+    saves = "inputs"
+
+    @staticmethod
+    def forward(ctx: Any, g: Any, w: Any, b: Any, geom: ConvGeom, size: tuple[int, ...]) -> Any:
+        xp = ctx.xp
+        kernel = tuple(w.shape[2:])
+        G = geom.groups
+        plan = _Plan(geom, g.shape[0], size, kernel, tuple(g.shape[2:]), w.shape[0] // G)
+        gm = _grouped(plan.gmat(xp, g), G)
+        if G > 1:
+            wm = w.reshape(G, w.shape[0] // G, -1).transpose(0, 2, 1)
+        else:
+            wm = w.reshape(w.shape[0], -1).T
+        C = w.shape[1] * G
+        dcol = _scratch(xp, "gemm", (*wm.shape[:-1], plan.M), g.dtype)
+        xp.matmul(wm, gm, out=dcol)
+        z = plan.col2im(xp, dcol, C)
+        if b is not None:
+            z += b.reshape((1, C) + (1,) * len(size))
+        return z
+
+    def backward(self, grad: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        g, w, b, geom, _ = self.inputs
+        need_g, need_w, need_b = (e is not None for e in self.next_edges[:3])
+        gg = Conv.apply(grad, w, None, geom, tuple(g.shape[2:])) if need_g else None
+        gw = ConvWeight.apply(grad, g, geom, tuple(w.shape[2:])) if need_w else None
+        gb = _spatial_sum(grad) if b is not None and need_b else None
+        return gg, gw, gb, None, None
+
+    def jvp(self, tg: Tensor | None, tw: Tensor | None, tb: Tensor | None, *_: Any) -> Tensor | None:
+        g, w, _, geom, size = self.inputs
+        out = None if tg is None else ConvTranspose.apply(tg, w, None, geom, size)
+        out = _add(out, None if tw is None else ConvTranspose.apply(g, tw, None, geom, size))
+        return _add(out, None if tb is None else _channel_view(tb, g.ndim))
+
+
+class ConvWeight(Primitive):
+    """``v = convw(x, g)``, the adjoint of ``conv(x, .)``: x (B, Ci, *S), g (B, Co, *O) -> v (Co, Ci / G, *kernel)."""
+
+    saves = "inputs"
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, g: Any, geom: ConvGeom, kernel: tuple[int, ...]) -> Any:
+        xp = ctx.xp
+        G = geom.groups
+        plan = _Plan(geom, x.shape[0], tuple(x.shape[2:]), kernel, tuple(g.shape[2:]), g.shape[1] // G)
+        col = _grouped(plan.cols(xp, x), G)
+        gm = _grouped(plan.gmat(xp, g), G)
+        colT = col.transpose(0, 2, 1) if G > 1 else col.T
+        v = _long_matmul(xp, gm, colT)  # (G, Co / G, Ci / G * prod(K))
+        if v.dtype != x.dtype:  # NumPy's matmul widens bfloat16 to float32
+            v = v.astype(x.dtype)
+        return v.reshape((g.shape[1], x.shape[1] // G, *kernel))
+
+    def backward(self, grad: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        x, g, geom, _ = self.inputs
+        need_x, need_g = (e is not None for e in self.next_edges[:2])
+        gx = ConvTranspose.apply(g, grad, None, geom, tuple(x.shape[2:])) if need_x else None
+        gg = Conv.apply(x, grad, None, geom, tuple(g.shape[2:])) if need_g else None
+        return gx, gg, None, None
+
+    def jvp(self, tx: Tensor | None, tg: Tensor | None, *_: Any) -> Tensor | None:
+        x, g, geom, kernel = self.inputs
+        out = None if tx is None else ConvWeight.apply(tx, g, geom, kernel)
+        return _add(out, None if tg is None else ConvWeight.apply(x, tg, geom, kernel))
