@@ -28,7 +28,7 @@ LAYERS: dict[str, float] = {
     "core": 1,
     "ops": 2,
     "autograd": 2.5, "linalg": 2.5, "cuda": 2.5,
-    "nn": 3, "optim": 3, "data": 3,
+    "nn": 3, "optim": 3, "data": 3, "amp": 3,
     "graph": 4, "io": 4, "onnx": 4, "quant": 4, "profile": 4, "distributed": 4, "verify": 4,
     "vision": 5, "audio": 5, "text": 5, "llm": 5, "hub": 5,
     "apps": 6, "cli": 6, "tui": 6, "serve": 6, "server": 6,

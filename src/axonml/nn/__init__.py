@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from . import functional, init, utils
+from . import functional, init, modules, utils
 from .containers import ModuleDict, ModuleList, Sequential
 from .module import Module
-from .modules.flatten import Flatten, Unflatten
-from .modules.linear import Bilinear, Identity, Linear
+from .modules import *  # noqa: F403  (every layer: Linear, Conv2d, ReLU, CrossEntropyLoss, ...)
 from .param_containers import ParameterDict, ParameterList
 from .parameter import Buffer, Parameter
 
 __all__ = [
-    "Bilinear",
+    *modules.__all__,
     "Buffer",
-    "Flatten",
-    "Identity",
-    "Linear",
     "Module",
     "ModuleDict",
     "ModuleList",
@@ -23,7 +19,6 @@ __all__ = [
     "ParameterDict",
     "ParameterList",
     "Sequential",
-    "Unflatten",
     "functional",
     "init",
     "utils",

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from ...core.tensor import Tensor
 from ..module import Module
 
+__all__ = ["Flatten", "Unflatten"]
 
 class Flatten(Module):
     """Flatten dimensions ``start_dim`` .. ``end_dim`` into one: (N, C, H, W) -> (N, C*H*W) by default."""

@@ -15,6 +15,7 @@ from .. import init
 from ..module import Module
 from ..parameter import Parameter
 
+__all__ = ["Bilinear", "Identity", "Linear"]
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002 - PyTorch's name
     """``input @ weight.T + bias``: input (*, in), weight (out, in), bias (out,) -> (*, out)."""
