@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import AutogradError, DeviceError
 from . import forward_ad as _fwd
 from .anomaly import ANOMALY
+from .autocast import AUTOCAST, cast_args
 from .dtypes import is_float_np, result_type
 from .grad_mode import GRAD_ENABLED
 from .tensor import Tensor
@@ -109,6 +110,7 @@ class Primitive(Node):
     is_view: ClassVar[bool] = False
     differentiable: ClassVar[bool] = True
     changes_device: ClassVar[bool] = False  # forward sets ctx.out_device
+    autocast_policy: ClassVar[str | None] = None  # "lower" | "fp32": how autocast casts the inputs (core/autocast.py)
     xp: Any
 
     @staticmethod
@@ -117,6 +119,8 @@ class Primitive(Node):
 
     @classmethod
     def apply(cls, *args: Any) -> Tensor:
+        if cls.autocast_policy is not None and AUTOCAST.get() is not None:
+            args = cast_args(cls.autocast_policy, args)
         ctx = cls.__new__(cls)
         device = None
         needs_grad = False

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..core import dtypes as D
 from ..core import methods as _m
+from ..core.autocast import autocast_op
 from ..core.inplace import inplace_unary
 from ..core.methods import where
 from ..core.prims import binary as B
@@ -146,6 +147,7 @@ def _shifted(op: str, input: Tensor, dim: Any, dtype: Any) -> tuple[Tensor, Tens
     return x, a - _stable_shift(a, dims), dims
 
 
+@autocast_op("fp32")
 def softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:  # noqa: A002
     """``exp(x) / sum(exp(x))`` along ``dim``, shifted by the row max for stability."""
     x, z, dims = _shifted("softmax", input, dim, dtype)
@@ -153,6 +155,7 @@ def softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:  # noqa: A002
     return (e / e.sum(dim=dims, keepdim=True))._cast(x.dtype)
 
 
+@autocast_op("fp32")
 def log_softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:  # noqa: A002
     """``(x - max) - log(sum(exp(x - max)))`` along ``dim``: stable, exact where softmax underflows."""
     x, z, dims = _shifted("log_softmax", input, dim, dtype)

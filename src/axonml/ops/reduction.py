@@ -18,6 +18,7 @@ import numpy as np
 
 from ..core import dtypes as D
 from ..core import methods as _m
+from ..core.autocast import autocast_op
 from ..core.inplace import inplace_unary
 from ..core.methods import norm_dims
 from ..core.prims import binary as B
@@ -160,6 +161,7 @@ def _int64_if_integral(x: Tensor, dtype: Any) -> Tensor:
     return x if x.is_floating_point() else x._cast(D.int64)
 
 
+@autocast_op("fp32")
 def prod(input: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:  # noqa: A002
     """Product over ``dim``; the gradient is exact with zeros in the input.
 
@@ -190,6 +192,7 @@ def prod(input: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = 
     return r.reshape(kept_shape)
 
 
+@autocast_op("fp32")
 def cumsum(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:  # noqa: A002
     """Running sum along ``dim``; bool and integer inputs give int64."""
     x = input if dtype is None else input.to(dtype)
@@ -198,6 +201,7 @@ def cumsum(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:  # noqa: A0
     return Cumsum.apply(x, _wrap_dim(dim, x.ndim))
 
 
+@autocast_op("fp32")
 def cumprod(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:  # noqa: A002
     """Running product along ``dim``; the gradient is exact with zeros in the input.
 

@@ -11,6 +11,7 @@ from ..tensor import Tensor
 
 class Matmul(Primitive):
     promote = True
+    autocast_policy = "lower"
     saves = "inputs"
 
     @staticmethod

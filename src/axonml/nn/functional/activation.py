@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...core import dtypes as D
+from ...core.autocast import autocast_op
 from ...core.grad_mode import is_grad_enabled
 from ...core.inplace import apply_inplace
 from ...core.methods import cat, where
@@ -117,6 +118,7 @@ def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:  # noqa:
     return leaky_relu(input, negative_slope, inplace=True)
 
 
+@autocast_op("lower")
 def prelu(input: Tensor, weight: Tensor) -> Tensor:  # noqa: A002
     """Leaky ReLU with a learned slope: one for all channels, or one per channel (dimension 1)."""
     x = _float_input("prelu", input)
@@ -216,6 +218,7 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
     return _maybe_inplace(input, inplace, lambda x: x * E.Sigmoid.apply(x), "silu")
 
 
+@autocast_op("fp32")
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
     """``log(1 + exp(beta * x)) / beta``, and ``x`` itself where ``beta * x > threshold``."""
     x = _float_input("softplus", input)
@@ -322,6 +325,7 @@ def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
     return _math.softmax(-input, dim, dtype)
 
 
+@autocast_op("fp32")
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,  # noqa: A002
               out: Tensor | None = None) -> Tensor:
     """``x / max(||x||_p, eps)`` along ``dim``; with ``out`` the result is also copied there."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ...core.autocast import autocast_op
 from ...core.methods import cat
 from ...core.random import Generator
 from ...core.tensor import Tensor
@@ -48,6 +49,7 @@ def _repeat_heads(t: Tensor, times: int) -> Tensor:
     return expanded.reshape(*shape[:-3], shape[-3] * times, *shape[-2:])
 
 
+@autocast_op("lower")
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
                                  dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
                                  enable_gqa: bool = False, *, generator: Generator | None = None) -> Tensor:

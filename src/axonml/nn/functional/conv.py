@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ...core.autocast import autocast_op
 from ...core.tensor import Tensor
 from ...errors import DTypeError, ShapeError
 from ..prims.conv import Conv, ConvGeom, ConvTranspose
@@ -118,12 +119,14 @@ def _conv(op: str, n: int, x: Tensor, weight: Tensor, bias: Tensor | None, strid
     return out.squeeze(0) if unbatched else out
 
 
+@autocast_op("lower")
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrSeq = 1,  # noqa: A002
            padding: IntOrSeq | str = 0, dilation: IntOrSeq = 1, groups: int = 1) -> Tensor:
     """1-D cross-correlation: input (B, Ci, L), weight (Co, Ci / groups, k) -> (B, Co, L_out)."""
     return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
 
 
+@autocast_op("lower")
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrSeq = 1,  # noqa: A002
            padding: IntOrSeq | str = 0, dilation: IntOrSeq = 1, groups: int = 1) -> Tensor:
     """2-D cross-correlation: input (B, Ci, H, W), weight (Co, Ci / groups, kh, kw) -> (B, Co, H_out, W_out).
@@ -133,6 +136,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: In
     return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
 
 
+@autocast_op("lower")
 def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrSeq = 1,  # noqa: A002
            padding: IntOrSeq | str = 0, dilation: IntOrSeq = 1, groups: int = 1) -> Tensor:
     """3-D cross-correlation: input (B, Ci, D, H, W), weight (Co, Ci / groups, kd, kh, kw)."""
@@ -181,6 +185,7 @@ def _conv_transpose(op: str, n: int, x: Tensor, weight: Tensor, bias: Tensor | N
     return out.squeeze(0) if unbatched else out
 
 
+@autocast_op("lower")
 def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None,  # noqa: A002
                      stride: IntOrSeq = 1, padding: IntOrSeq = 0, output_padding: IntOrSeq = 0,
                      groups: int = 1, dilation: IntOrSeq = 1) -> Tensor:
@@ -189,6 +194,7 @@ def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
                            dilation)
 
 
+@autocast_op("lower")
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None,  # noqa: A002
                      stride: IntOrSeq = 1, padding: IntOrSeq = 0, output_padding: IntOrSeq = 0,
                      groups: int = 1, dilation: IntOrSeq = 1) -> Tensor:
@@ -201,6 +207,7 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
                            dilation)
 
 
+@autocast_op("lower")
 def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None,  # noqa: A002
                      stride: IntOrSeq = 1, padding: IntOrSeq = 0, output_padding: IntOrSeq = 0,
                      groups: int = 1, dilation: IntOrSeq = 1) -> Tensor:

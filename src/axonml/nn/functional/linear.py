@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ...core.autocast import autocast_op
 from ...core.tensor import Tensor
 from ...errors import DTypeError, ShapeError
 from ..prims.linear import Linear
@@ -24,6 +25,7 @@ def _check_dtypes(op: str, *ts: Tensor | None) -> None:
         raise DTypeError(f"{op}: expected floating point tensors, got {present[0].dtype}")
 
 
+@autocast_op("lower")
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
     """``input @ weight^T + bias`` for input (..., in), weight (out, in), bias (out,)."""
     _check_dtypes("linear", input, weight, bias)
@@ -40,6 +42,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return Linear.apply(input, weight, bias)
 
 
+@autocast_op("promote")
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``y[..., k] = input1 @ weight[k] @ input2 + bias[k]`` for weight (out, in1, in2).
 

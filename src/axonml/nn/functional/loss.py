@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...core import dtypes as D
+from ...core.autocast import autocast_op
 from ...core.methods import cat, where
 from ...core.prims import binary as B
 from ...core.tensor import Tensor
@@ -101,6 +102,7 @@ def _weighted(op: str, loss: Tensor, input: Tensor, weight: Tensor | None, reduc
 
 
 # ----- regression losses --------------------------------------------------------------------------
+@autocast_op("fp32")
 def l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,  # noqa: A002
             reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """``|input - target|``; a ``weight`` of the input's shape makes 'mean' a weighted mean."""
@@ -109,6 +111,7 @@ def l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None, red
     return _weighted("l1_loss", (x - y).abs(), x, weight, red, True)
 
 
+@autocast_op("fp32")
 def mse_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,  # noqa: A002
              reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """``(input - target)**2``; a ``weight`` of the input's shape makes 'mean' a weighted mean."""
@@ -118,6 +121,7 @@ def mse_loss(input: Tensor, target: Tensor, size_average: bool | None = None, re
     return _weighted("mse_loss", d * d, x, weight, red, True)
 
 
+@autocast_op("fp32")
 def smooth_l1_loss(input: Tensor, target: Tensor, size_average: bool | None = None,  # noqa: A002
                    reduce: bool | None = None, reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """``0.5 d**2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta`` (``d = input - target``)."""
@@ -132,6 +136,7 @@ def smooth_l1_loss(input: Tensor, target: Tensor, size_average: bool | None = No
     return _reduce(where(a < beta, d * d * (0.5 / beta), a - 0.5 * beta), red)
 
 
+@autocast_op("fp32")
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,  # noqa: A002
                weight: Tensor | None = None) -> Tensor:
     """``0.5 d**2`` where ``|d| < delta``, else ``delta * (|d| - 0.5 delta)``.
@@ -180,6 +185,7 @@ def _valid_targets(op: str, target: Tensor, n_classes: int, ignore_index: int) -
     return valid, safe.astype("int64")
 
 
+@autocast_op("fp32")
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,  # noqa: A002
              size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
              reduction: str = "mean") -> Tensor:
@@ -210,6 +216,7 @@ def _weight_view(weight: Tensor, ndim: int, class_dim: int) -> Tensor:
     return weight.reshape(tuple(weight.shape[0] if i == class_dim else 1 for i in range(ndim)))
 
 
+@autocast_op("fp32")
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  # noqa: A002
                   size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
@@ -273,6 +280,7 @@ def _clamped_log(x: Tensor) -> Tensor:
     return where(pos, where(pos, x, 1.0).log(), -100.0).clamp(min=-100.0)
 
 
+@autocast_op("fp32")
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  # noqa: A002
                          size_average: bool | None = None, reduce: bool | None = None,
                          reduction: str = "mean") -> Tensor:
@@ -290,6 +298,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     return _reduce(loss, red)
 
 
+@autocast_op("fp32")
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,  # noqa: A002
                                      size_average: bool | None = None, reduce: bool | None = None,
                                      reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
@@ -312,6 +321,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     return _reduce(loss, red)
 
 
+@autocast_op("fp32")
 def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,  # noqa: A002
                                 size_average: bool | None = None, reduce: bool | None = None,
                                 reduction: str = "mean") -> Tensor:
@@ -327,6 +337,7 @@ def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | 
     return _reduce(loss.sum(c) / x.shape[c], red)
 
 
+@autocast_op("fp32")
 def kl_div(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,  # noqa: A002
            reduction: str = "mean", log_target: bool = False) -> Tensor:
     """``target * (log(target) - input)`` pointwise for log-probabilities ``input``.
@@ -346,6 +357,7 @@ def kl_div(input: Tensor, target: Tensor, size_average: bool | None = None, redu
     return _reduce(loss, red)
 
 
+@autocast_op("fp32")
 def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False,  # noqa: A002
                      size_average: bool | None = None, eps: float = 1e-8, reduce: bool | None = None,
                      reduction: str = "mean") -> Tensor:
@@ -362,6 +374,7 @@ def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full
     return _reduce(loss, red)
 
 
+@autocast_op("fp32")
 def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: bool = False,  # noqa: A002
                       eps: float = 1e-6, reduction: str = "mean") -> Tensor:
     """``0.5 * (log(var) + (input - target)**2 / var)`` (+ ``0.5 log(2 pi)`` if ``full``).
@@ -393,6 +406,7 @@ def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: 
 
 
 # ----- distances and embedding losses -------------------------------------------------------------
+@autocast_op("fp32")
 def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
     """``||x1 - x2 + eps||_p`` over the last dimension (the inputs broadcast)."""
     _float("pairwise_distance", "x1", x1)
@@ -400,6 +414,7 @@ def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
     return vector_norm(x1 - x2 + eps, p, dim if dim >= 0 else None, keepdim)
 
 
+@autocast_op("fp32")
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     """``x1 . x2 / (max(||x1||, eps) * max(||x2||, eps))`` along ``dim`` (the inputs broadcast).
 
@@ -414,6 +429,7 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
     return ((a / na) * (b / nb)).sum(dim)
 
 
+@autocast_op("fp32")
 def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
                           size_average: bool | None = None, reduce: bool | None = None,
                           reduction: str = "mean") -> Tensor:
@@ -432,6 +448,7 @@ def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin
     return _reduce(loss, red)
 
 
+@autocast_op("fp32")
 def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
                         size_average: bool | None = None, reduce: bool | None = None,
                         reduction: str = "mean") -> Tensor:
@@ -444,6 +461,7 @@ def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: 
     return _reduce((-target * (input1 - input2) + margin).clamp(min=0.0), red)
 
 
+@autocast_op("fp32")
 def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0, p: float = 2,
                         eps: float = 1e-6, swap: bool = False, size_average: bool | None = None,
                         reduce: bool | None = None, reduction: str = "mean") -> Tensor:
@@ -464,6 +482,7 @@ def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, marg
     return _reduce((d_pos - d_neg + margin).clamp(min=0.0), red)
 
 
+@autocast_op("fp32")
 def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0,  # noqa: A002
                          size_average: bool | None = None, reduce: bool | None = None,
                          reduction: str = "mean") -> Tensor:
@@ -559,6 +578,7 @@ def _ctc_log_likelihood(lp: Tensor, tg: np.ndarray, in_len: np.ndarray, tgt_len:
     return ll
 
 
+@autocast_op("fp32")
 def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Any, target_lengths: Any, blank: int = 0,
              reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
     """Connectionist temporal classification loss: ``-log p(target | log_probs)`` over all alignments.

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...core import dtypes as D
+from ...core.autocast import autocast_op
 from ...core.grad_mode import no_grad
 from ...core.methods import cat
 from ...core.tensor import Tensor
@@ -52,6 +53,7 @@ def _running_update(stat: Tensor, value: Any, momentum: float) -> None:
 
 
 # ----- batch norm ---------------------------------------------------------------------------------
+@autocast_op("fp32")
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,  # noqa: A002
                weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
@@ -103,6 +105,7 @@ def _affine_with_stats(x: Tensor, mean: Tensor, var: Tensor, weight: Tensor | No
 
 
 # ----- instance norm ------------------------------------------------------------------------------
+@autocast_op("fp32")
 def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,  # noqa: A002
                   weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
                   momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
@@ -146,6 +149,7 @@ def _check_trailing(op: str, x: Tensor, shape: tuple[int, ...]) -> None:
                          f"{', '.join(map(str, shape))}], got {tuple(x.shape)}")
 
 
+@autocast_op("fp32")
 def layer_norm(input: Tensor, normalized_shape: int | Sequence[int], weight: Tensor | None = None,  # noqa: A002
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalize over the trailing ``normalized_shape`` dimensions (biased variance), then scale and shift."""
@@ -157,6 +161,7 @@ def layer_norm(input: Tensor, normalized_shape: int | Sequence[int], weight: Ten
     return LayerNorm.apply(x, weight, bias, len(shape), eps)
 
 
+@autocast_op("fp32")
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,  # noqa: A002
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalize ``(N, C, *)`` input over groups of ``C // num_groups`` channels (and all spatial positions)."""
@@ -177,6 +182,7 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,  # 
     return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
+@autocast_op("fp32")
 def rms_norm(input: Tensor, normalized_shape: int | Sequence[int], weight: Tensor | None = None,  # noqa: A002
              eps: float | None = None) -> Tensor:
     """``x / sqrt(mean(x^2) + eps) * weight`` over the trailing ``normalized_shape`` dimensions.

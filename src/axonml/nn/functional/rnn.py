@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ...core.autocast import autocast_op
 from ...core.methods import cat
 from ...core.random import Generator
 from ...core.tensor import Tensor
@@ -41,6 +42,7 @@ def _check_cell(op: str, input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, 
         raise ShapeError(f"{op}: hidden state of shape {tuple(hx.shape)}, expected {expected}")
 
 
+@autocast_op("lower")
 def rnn_tanh_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,  # noqa: A002
                   b_hh: Tensor | None = None) -> Tensor:
     """``tanh(input @ w_ih^T + b_ih + hx @ w_hh^T + b_hh)``."""
@@ -48,6 +50,7 @@ def rnn_tanh_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: T
     return simple_step(linear(input, w_ih, b_ih), hx, w_hh, b_hh, relu=False)
 
 
+@autocast_op("lower")
 def rnn_relu_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,  # noqa: A002
                   b_hh: Tensor | None = None) -> Tensor:
     """``relu(input @ w_ih^T + b_ih + hx @ w_hh^T + b_hh)``."""
@@ -55,6 +58,7 @@ def rnn_relu_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: T
     return simple_step(linear(input, w_ih, b_ih), hx, w_hh, b_hh, relu=True)
 
 
+@autocast_op("lower")
 def lstm_cell(input: Tensor, hx: Sequence[Tensor], w_ih: Tensor, w_hh: Tensor,  # noqa: A002
               b_ih: Tensor | None = None, b_hh: Tensor | None = None,
               w_hr: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -78,6 +82,7 @@ def lstm_cell(input: Tensor, hx: Sequence[Tensor], w_ih: Tensor, w_hh: Tensor,  
     return lstm_step(linear(input, w_ih, b_ih), h, c, w_hh, b_hh, w_hr)
 
 
+@autocast_op("lower")
 def gru_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,  # noqa: A002
              b_hh: Tensor | None = None) -> Tensor:
     """One GRU step; gates in PyTorch's order (reset, update, new), ``b_hh``'s new part inside the reset."""
@@ -109,6 +114,7 @@ def _layer_weights(weights: Sequence[Tensor], index: int, per: int, has_biases: 
     return w_ih, w_hh, b_ih, b_hh, w_hr
 
 
+@autocast_op("lower")
 def rnn_forward(mode: str, input: Tensor, hx: Tensor | Sequence[Tensor] | None,  # noqa: A002
                 weights: Sequence[Tensor], num_layers: int = 1, has_biases: bool = True,
                 batch_first: bool = False, dropout: float = 0.0, training: bool = True,

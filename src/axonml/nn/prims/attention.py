@@ -45,6 +45,8 @@ class AttentionProbs(Primitive):
         else:
             s = xp.matmul(q, xp.swapaxes(k, -1, -2))
             s *= scale
+        if s.dtype != q.dtype:  # NumPy returns bfloat16 products as float32; keep the inputs' dtype
+            s = s.astype(q.dtype)
         if bias is not None:
             if bias.dtype != s.dtype:
                 bias = bias.astype(s.dtype)

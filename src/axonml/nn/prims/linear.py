@@ -23,12 +23,15 @@ class Linear(Primitive):
     """
 
     saves = "inputs"
+    autocast_policy = "lower"
 
     @staticmethod
     def forward(ctx: Any, x: Any, w: Any, b: Any) -> Any:
         lead = x.shape[:-1]
         x2 = x.reshape(math.prod(lead), x.shape[-1]) if x.ndim != 2 else x
         out = x2 @ w.T
+        if out.dtype != x.dtype:  # NumPy returns bfloat16 products as float32; PyTorch keeps bfloat16
+            out = out.astype(x.dtype)
         if b is not None:
             out += b
         return out.reshape(*lead, w.shape[0]) if x.ndim != 2 else out
