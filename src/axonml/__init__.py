@@ -59,7 +59,8 @@ long, int, short = int64, int32, int16  # noqa: A001
 
 __version__ = "0.1.0"
 
-from . import amp, autograd, cuda, data, linalg, nn, optim  # noqa: E402
+from . import amp, autograd, cuda, data, io, linalg, nn, optim  # noqa: E402
 from .autograd.tape import GradientTape  # noqa: E402
 from .core.autocast import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: E402
+from .io import load, save  # noqa: E402
 from .ops import *  # noqa: E402,F403  (the functional API: axonml.exp, axonml.sum, ...)
