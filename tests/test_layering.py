@@ -23,7 +23,7 @@ PKG = SRC / "axonml"
 # the floor that everything may use. Facades (autograd, linalg, cuda) present the
 # L0-L2 machinery under PyTorch's names and sit just above ops.
 LAYERS: dict[str, float] = {
-    "errors": -1,
+    "errors": -1, "_version": -1,
     "backend": 0,
     "core": 1,
     "ops": 2,

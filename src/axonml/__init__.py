@@ -57,9 +57,8 @@ from .core.tensor import is_tensor
 half, float, double = float16, float32, float64  # noqa: A001
 long, int, short = int64, int32, int16  # noqa: A001
 
-__version__ = "0.1.0"
-
 from . import amp, autograd, cuda, data, io, linalg, nn, optim  # noqa: E402
+from ._version import __version__  # noqa: E402
 from .autograd.tape import GradientTape  # noqa: E402
 from .core.autocast import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: E402
 from .io import load, save  # noqa: E402

@@ -1,0 +1,1 @@
+"""``axonml`` command line: the model lifecycle from one tool (layer L6)."""

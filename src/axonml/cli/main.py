@@ -1,0 +1,15 @@
+"""Entry point of the ``axonml`` command: imports every command module, then runs the app."""
+
+from __future__ import annotations
+
+from . import version  # noqa: F401  (each module registers its commands on the app)
+from ._app import app
+
+
+def main() -> None:
+    """Run the ``axonml`` command line."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
