@@ -1,4 +1,4 @@
-"""The README's main job (examples/fit.py) and its tour run as documented."""
+"""The README's set-up commands, its tour, the docs' examples, and examples/fit.py run as documented."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_readme_commands_match_ci() -> None:
     assert block is not None
     lines = [ln for ln in block.group(1).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     assert lines == [
-        "pip install -e . && python examples/fit.py",
+        "pip install -e '.[examples]' && python examples/mnist.py",
         "pip install -e '.[dev]' && python -m pytest -m \"not slow and not gpu\"",
     ], lines
     ci = (ROOT / ".ci" / "run").read_text()
