@@ -41,6 +41,8 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except typer.Exit:
+            raise  # a deliberate exit code (typer.Exit subclasses RuntimeError)
         except CommandError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
