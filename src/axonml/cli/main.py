@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import evaluate, predict, train, version  # noqa: F401  (each module registers its commands on the app)
+from . import bench, evaluate, gpu, predict, project, train, version  # noqa: F401  (each module registers its commands on the app)
 from ._app import app
 
 
