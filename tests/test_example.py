@@ -77,10 +77,20 @@ def test_docs_code_blocks_run(doc: str, index: int, code: str) -> None:
 
 
 def _resolve(root: object, dotted: str) -> bool:
+    """Whether ``axonml.<dotted>`` exists, importing subpackages on the way (``axonml.vision`` is not
+    imported by ``import axonml``, as torchvision is not by ``import torch``)."""
+    import importlib
+
     obj = root
+    path = "axonml"
     for part in dotted.split("."):
+        path = f"{path}.{part}"
         if not hasattr(obj, part):
-            return False
+            try:
+                obj = importlib.import_module(path)
+            except ImportError:
+                return False
+            continue
         obj = getattr(obj, part)
     return True
 
