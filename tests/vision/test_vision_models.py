@@ -349,3 +349,19 @@ def test_models_on_cuda_match_cpu(case: int) -> None:
     gpu_state = gpu.state_dict()
     for name, t in cpu.state_dict().items():
         np.testing.assert_allclose(gpu_state[name].cpu().numpy(), t.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_zoo_models_rebuild_from_an_archive_in_a_fresh_process(tmp_path) -> None:
+    # register_model also registers an io builder, so a plain ModelArchive.load can rebuild the model
+    import subprocess
+    import sys
+
+    from axonml.io import ModelArchive
+    from axonml.vision.models import get_model
+
+    ModelArchive.save(tmp_path / "l.axonml", get_model("lenet5", num_classes=10), name="lenet",
+                      builder="lenet5", config={"num_classes": 10})
+    path = str(tmp_path / "l.axonml")
+    code = f"from axonml.io import ModelArchive; print(type(ModelArchive.load({path!r}).model).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "LeNet5"

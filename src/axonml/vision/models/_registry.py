@@ -13,6 +13,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
+from ...io import register_builder
 from ...nn import Module
 
 __all__ = ["get_model", "get_model_builder", "list_models", "register_model"]
@@ -47,6 +48,7 @@ def register_model(name: Any = None) -> Any:
             raise ValueError(f"register_model: a model named {key!r} is already registered "
                              f"(by {_BUILDERS[key].__module__}.{_BUILDERS[key].__qualname__})")
         _BUILDERS[key] = fn
+        register_builder(key, fn)  # archives can name it: ModelArchive.save(..., builder=key, config=kw)
         return fn
 
     return wrap
