@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import bench, bundle, convert, data_cmd, evaluate, gpu, inspect_cmd, predict, project, train, version  # noqa: F401  (each module registers its commands on the app)
+from . import analyze, bench, bundle, convert, data_cmd, evaluate, gpu, inspect_cmd, predict, project, train, version, workspace  # noqa: F401  (each module registers its commands on the app)
 from ._app import app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ShapeError
-from ..function import Primitive
+from ..function import Primitive, arrays_only
 from ..tensor import Tensor
 
 
@@ -29,6 +29,13 @@ class Matmul(Primitive):
     def backward(self, grad: Tensor) -> tuple[Any, Any]:
         a, b = self.inputs
         need_a, need_b = self.next_edges[0] is not None, self.next_edges[1] is not None
+        if a.ndim >= 2 and b.ndim >= 2 and arrays_only():
+            # first order: two GEMMs on the arrays, without the transposed views as graph ops
+            xp, g = self.xp, grad._data
+            ga_arr = xp.matmul(g, xp.swapaxes(b._data, -1, -2)) if need_a else None
+            gb_arr = xp.matmul(xp.swapaxes(a._data, -1, -2), g) if need_b else None
+            return (None if ga_arr is None else Tensor._make(ga_arr, self.device),
+                    None if gb_arr is None else Tensor._make(gb_arr, self.device))
         ga = gb = None
         if a.ndim == 1 and b.ndim == 1:  # dot product: grad is a scalar
             ga = grad * b if need_a else None

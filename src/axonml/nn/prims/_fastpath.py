@@ -12,14 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ...core import forward_ad as _fwd
-from ...core.grad_mode import GRAD_ENABLED
+from ...core.function import arrays_only as arrays_only  # re-exported for the fused primitives
 from ...core.tensor import Tensor
-
-
-def arrays_only() -> bool:
-    """Whether a backward may run on raw arrays: no graph is being recorded and no tangents flow."""
-    return not GRAD_ENABLED.get() and not _fwd.active()
 
 
 def compute_dtype(np_dtype: Any) -> Any:
