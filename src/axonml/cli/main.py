@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from . import analyze, bench, bundle, convert, data_cmd, evaluate, gpu, inspect_cmd, predict, project, train, version, workspace  # noqa: F401  (each module registers its commands on the app)
+# each module registers its commands on the app when imported
+from . import (  # noqa: F401
+    analyze,
+    bench,
+    bundle,
+    convert,
+    data_cmd,
+    evaluate,
+    gpu,
+    inspect_cmd,
+    predict,
+    project,
+    train,
+    version,
+    workspace,
+)
 from ._app import app
 
 
