@@ -54,7 +54,7 @@ def test_readme_commands_match_ci() -> None:
     assert block is not None
     lines = [ln for ln in block.group(1).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     assert lines == [
-        "pip install -e '.[examples]' && python examples/mnist.py",
+        "pip install -e '.[cli,examples]' && axonml train --model lenet5 --dataset mnist --epochs 1",
         "pip install -e '.[dev]' && python -m pytest -m \"not slow and not gpu\"",
     ], lines
     ci = (ROOT / ".ci" / "run").read_text()

@@ -8,10 +8,18 @@ dataset's ``Normalize`` preset): less memory, and a quarter of the bytes to move
 to a GPU. An ``imagefolder:PATH`` dataset decodes images per sample with
 ``Resize`` + ``ToTensor`` + ``Normalize`` (its mean and std measured on its
 training images), which is where ``--workers`` pays.
+
+``mnist`` found nowhere and not downloadable (offline) falls back, with one line on
+stderr, to :class:`~axonml.vision.datasets.Digits`: scikit-learn's 1,797 real
+handwritten digits at 28x28 (never to generated noise); ``$AXONML_NO_FALLBACK=1``
+(or ``fallback=False``) makes it fail instead. ``digits`` also names them directly.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +40,11 @@ _ARRAY_SETS: dict[str, tuple[Any, tuple[float, ...], tuple[float, ...], tuple[st
     "fashion-mnist": (vds.FashionMNIST, T.FASHION_MNIST_MEAN, T.FASHION_MNIST_STD, ("fashion-mnist", "FashionMNIST")),
     "cifar10": (vds.CIFAR10, T.CIFAR10_MEAN, T.CIFAR10_STD, ("cifar-10-batches-py", "cifar10")),
     "cifar100": (vds.CIFAR100, T.CIFAR100_MEAN, T.CIFAR100_STD, ("cifar-100-python", "cifar100")),
+    "digits": (vds.Digits, vds.DIGITS_MEAN, vds.DIGITS_STD, ()),
     "synthetic-mnist": (vds.SyntheticMNIST, T.MNIST_MEAN, T.MNIST_STD, ()),
     "synthetic-cifar": (vds.SyntheticCIFAR, T.CIFAR10_MEAN, T.CIFAR10_STD, ()),
 }
+ENV_NO_FALLBACK = "AXONML_NO_FALLBACK"  # set to 1: a missing MNIST is an error, never the digits fallback
 _STATS_IMAGES = 256  # images an image folder's mean and std are measured on
 
 
@@ -118,24 +128,56 @@ def _repo_roots() -> list[Path]:
     return found
 
 
-def _open_split(dataset: str, root: Path, train: bool, download: bool, limit: int) -> Any:
+def _open_raw(dataset: str, root: Path, train: bool, download: bool, limit: int) -> Any:
+    """A split of an array dataset; FileNotFoundError/DownloadError when its files are missing and not fetched."""
     cls = _ARRAY_SETS[dataset][0]
     if dataset.startswith("synthetic-"):
         return cls(train=train, size=limit or None)  # generate only what is used
+    if dataset == "digits":
+        return cls(train=train)
     try:
-        try:
-            return cls(root, train=train, download=False)
-        except FileNotFoundError:
-            if not download:
-                raise
-            return cls(root, train=train, download=True)
+        return cls(root, train=train, download=False)
+    except FileNotFoundError:
+        if not download:
+            raise
+        return cls(root, train=train, download=True)
+
+
+def _open_split(dataset: str, root: Path, train: bool, download: bool, limit: int) -> Any:
+    """:func:`_open_raw` with its errors as one-line CommandErrors."""
+    try:
+        return _open_raw(dataset, root, train, download, limit)
     except DownloadError as e:
         raise CommandError(f"dataset {dataset} is not in {root} and could not be downloaded ({e}); "
                            "pass --data-root DIR with its files") from None
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ImportError, vds.DatasetFileError) as e:
         raise CommandError(f"dataset {dataset}: {e}") from None
+
+
+def fallback_enabled(fallback: bool = True) -> bool:
+    """Whether a missing MNIST may fall back to the scikit-learn digits: ``fallback`` and not
+    ``$AXONML_NO_FALLBACK`` set to a true value, and scikit-learn importable."""
+    env = os.environ.get(ENV_NO_FALLBACK, "").strip().lower()
+    if not fallback or env not in ("", "0", "false", "no"):
+        return False
+    return importlib.util.find_spec("sklearn") is not None
+
+
+def _open_or_fallback(dataset: str, root: Path, train: bool, download: bool, limit: int,
+                      fallback: bool, verb: str = "training on") -> tuple[str, Any]:
+    """(the dataset actually used, its split): MNIST when found or downloaded, else (if allowed) the digits."""
+    if dataset != "mnist" or not fallback_enabled(fallback):
+        return dataset, _open_split(dataset, root, train, download, limit)
+    try:
+        return dataset, _open_raw(dataset, root, train, download, limit)
+    except (FileNotFoundError, DownloadError):
+        pass  # missing and not fetched: the digits below (a corrupt file is still an error)
     except vds.DatasetFileError as e:
         raise CommandError(f"dataset {dataset}: {e}") from None
+    how = "not downloadable (offline)" if download else "downloads are off (data.download = false)"
+    print(f"MNIST not found in {root} and {how}: {verb} the 1,797 real scikit-learn digits instead "
+          f"(upscaled to 28x28; {ENV_NO_FALLBACK}=1 makes this an error)", file=sys.stderr, flush=True)
+    return "digits", _open_split("digits", root, train, download, limit)
 
 
 def _arrays(ds: Any, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,26 +206,28 @@ def model_channels(model: str, data_channels: int) -> int:
 
 def load_data(dataset: str, root: str, *, model: str, val_split: float, limit: int, seed: int,
               download: bool = True, image_size: int = 32, split: str = "fit",
-              norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> DataBundle:
+              norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None, fallback: bool = True) -> DataBundle:
     """The data of a run. ``split='fit'``: training + validation (held out, or the test split when
     ``val_split == 0``); ``'test'``/``'train'``: that split alone in ``val`` (for ``axonml eval``).
-    ``norm``: the (mean, std) to normalize an image folder with, instead of measuring them."""
+    ``norm``: the (mean, std) to normalize an image folder with, instead of measuring them.
+    ``fallback``: a missing, undownloadable MNIST becomes the scikit-learn digits (see the module doc)."""
     if dataset.startswith("imagefolder:"):
         return _image_folder(dataset.split(":", 1)[1], model=model, val_split=val_split, limit=limit, seed=seed,
                              image_size=image_size, split=split, norm=norm)
     if dataset not in _ARRAY_SETS:
         raise CommandError(f"unknown dataset {dataset!r}")
     folder = find_data_root(dataset, root)
-    _, mean, std, _ = _ARRAY_SETS[dataset]
     want_train = split in ("fit", "train")
-    base = _open_split(dataset, folder, train=want_train, download=download, limit=limit)
+    verb = "training on" if split == "fit" else "using"
+    dataset, base = _open_or_fallback(dataset, folder, want_train, download, limit, fallback, verb)
+    _, mean, std, _ = _ARRAY_SETS[dataset]
     images, targets = _arrays(base, limit)
     classes = [str(c) for c in base.classes]
     channels = images.shape[1]
     c = model_channels(model, channels)
     spec = InputSpec((c, images.shape[2], images.shape[3]), mean * c if len(mean) == 1 and c == 3 else mean,
                      std * c if len(std) == 1 and c == 3 else std, classes, channels)
-    info = {"dataset": dataset, "root": "" if dataset.startswith("synthetic-") else str(folder)}
+    info = {"dataset": dataset, "root": "" if dataset.startswith("synthetic-") or dataset == "digits" else str(folder)}
 
     def tensors(idx: Any = slice(None)) -> TensorDataset:
         return TensorDataset(from_numpy(images[idx]), from_numpy(targets[idx]))

@@ -70,6 +70,8 @@ def analyze_model(path: Path, input_shape: tuple[int, ...] | None = None) -> dic
         buffer_bytes = sum(b.nbytes for b in model.buffers())
         if input_shape is None and isinstance(metadata.get("input_shape"), list):
             input_shape, source = tuple(int(s) for s in metadata["input_shape"]), "archive metadata"
+            if "data_channels" in metadata:  # written by `axonml train`: one sample's shape, without the batch
+                input_shape = (1, *input_shape)
         elif input_shape is not None:
             source = "--input-shape"
     else:

@@ -55,6 +55,8 @@ def _guess_input_shape(model: Module, manifest: dict[str, Any]) -> tuple[tuple[i
     meta = manifest.get("metadata", {})
     shape = meta.get("input_shape") if isinstance(meta, dict) else None
     if isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape):
+        if "data_channels" in meta:  # written by `axonml train`: one sample's shape, without the batch
+            return (1, *shape), "archive metadata"
         return tuple(shape), "archive metadata"
     for m in model.modules():
         if any(True for _ in m.parameters(recurse=False)):

@@ -12,6 +12,7 @@ restricted unpickler that cannot run code.
 
 from ._base import ENV_MIRROR, DatasetFileError, VisionDataset, default_root
 from .cifar import CIFAR10, CIFAR100
+from .digits import DIGITS_MEAN, DIGITS_STD, Digits
 from .folder import IMG_EXTENSIONS, DatasetFolder, ImageFolder, default_loader, pil_loader
 from .idx import read_idx
 from .mnist import EMNIST, KMNIST, MNIST, FashionMNIST
@@ -19,7 +20,7 @@ from .safe_pickle import UnsafePickleError, load_pickle
 from .synthetic import SyntheticCIFAR, SyntheticMNIST
 
 __all__ = [
-    "CIFAR10", "CIFAR100", "EMNIST", "ENV_MIRROR", "IMG_EXTENSIONS", "KMNIST", "MNIST", "DatasetFileError",
-    "DatasetFolder", "FashionMNIST", "ImageFolder", "SyntheticCIFAR", "SyntheticMNIST", "UnsafePickleError",
-    "VisionDataset", "default_loader", "default_root", "load_pickle", "pil_loader", "read_idx",
+    "CIFAR10", "CIFAR100", "DIGITS_MEAN", "DIGITS_STD", "EMNIST", "ENV_MIRROR", "IMG_EXTENSIONS", "KMNIST", "MNIST",
+    "DatasetFileError", "DatasetFolder", "Digits", "FashionMNIST", "ImageFolder", "SyntheticCIFAR", "SyntheticMNIST",
+    "UnsafePickleError", "VisionDataset", "default_loader", "default_root", "load_pickle", "pil_loader", "read_idx",
 ]
