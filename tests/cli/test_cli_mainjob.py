@@ -66,12 +66,16 @@ def test_readme_tour_runs_offline_on_the_digits(tmp_path: Path) -> None:
     assert (tmp_path / "model.safetensors").is_file()
 
 
-def test_no_fallback_fails_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_no_fallback_fails_in_one_line(tmp_path: Path, how: str) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
+    args = ["--no-fallback"] if how == "flag" else []
+    extra_env = {"AXONML_NO_FALLBACK": "1"} if how == "env" else {}
     r = subprocess.run([sys.executable, "-m", "axonml.cli.main", "train", "--model", "lenet5", "--dataset", "mnist",
-                        "--epochs", "1", "--data-root", str(empty), "--limit", "50", "-o", str(tmp_path / "run")],
-                       capture_output=True, text=True, env=_env(tmp_path, AXONML_NO_FALLBACK="1"), timeout=120)
+                        "--epochs", "1", "--data-root", str(empty), "--limit", "50", "-o", str(tmp_path / "run"),
+                        *args],
+                       capture_output=True, text=True, env=_env(tmp_path, **extra_env), timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "mnist" in lines[0] and "could not be downloaded" in lines[0], r.stderr

@@ -49,6 +49,7 @@ class DataConfig:
     workers: int = 0
     image_size: int = 32  # imagefolder: images are resized to image_size x image_size
     download: bool = True
+    fallback: bool = True  # mnist only: missing and undownloadable -> train on scikit-learn's real digits
 
 
 @dataclass

@@ -123,7 +123,8 @@ class Trainer:
         random.seed(t.seed)
         d = cfg.data
         self.data: DataBundle = load_data(d.dataset, d.root, model=cfg.model.name, val_split=d.val_split,
-                                          limit=d.limit, seed=t.seed, download=d.download, image_size=d.image_size)
+                                          limit=d.limit, seed=t.seed, download=d.download, image_size=d.image_size,
+                                          fallback=d.fallback)
         self.model, self.model_kwargs = create_model(cfg.model.name, self.data.spec, cfg.model.args)
         self.model.to(self.device)
         self.optimizer = make_optimizer(cfg, self.model.parameters())

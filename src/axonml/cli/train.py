@@ -95,6 +95,8 @@ def train(
     force: bool = typer.Option(False, "--force", help="Replace a run already in --output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary of the run on stdout."),
+    no_fallback: bool = typer.Option(False, "--no-fallback", help="Fail when MNIST is missing and cannot be "
+                                     "downloaded, instead of training on scikit-learn's real digits."),
 ) -> int:
     """Train an image classifier; checkpoints, metrics.jsonl and model.axonml go to the run folder.
 
@@ -107,6 +109,7 @@ def train(
         "optimizer.weight_decay": weight_decay, "scheduler.name": scheduler, "train.device": device,
         "train.seed": seed, "data.workers": workers, "train.amp": amp, "train.output": output,
         "train.patience": patience, "data.limit": limit, "data.val_split": val_split, "wandb.enabled": wandb,
+        "data.fallback": False if no_fallback else None,
     })
     out = prepare_output(cfg, force)
     cfg.train.output = str(out)
