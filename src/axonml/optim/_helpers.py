@@ -112,6 +112,32 @@ def lerp_(xp: Any, a: Any, b: Any, weight: float, tmp: Any) -> None:
         xp.subtract(b, tmp, out=a)
 
 
+def adam_moments(state: dict[str, Any], p: Tensor) -> float:
+    """Create ``step``, ``exp_avg`` and ``exp_avg_sq`` on first use, count the step and return it."""
+    if "step" not in state:
+        state["step"] = scalar_state(0.0)
+        state["exp_avg"] = zeros_state(p)
+        state["exp_avg_sq"] = zeros_state(p)
+    return step_up(state)
+
+
+def update_moments(xp: Any, m: Any, v: Any, g: Any, beta1: float, beta2: float, tmp: Any) -> None:
+    """Adam's running averages in place: ``m = lerp(m, g, 1 - beta1)``, ``v = beta2 v + (1 - beta2) g^2``."""
+    lerp_(xp, m, g, 1 - beta1, tmp)
+    v *= beta2
+    xp.multiply(g, 1 - beta2, out=tmp)
+    tmp *= g
+    v += tmp
+
+
+def decayed_grad(scratch: Scratch, p: Tensor, lr: float, weight_decay: float, decoupled: bool, maximize: bool) -> Any:
+    """The update's gradient with weight decay: decoupled (``p *= 1 - lr wd``, AdamW) or L2 (``g + wd p``)."""
+    if weight_decay != 0 and decoupled:
+        p._data *= 1 - lr * weight_decay
+        return effective_grad(scratch, p, p._grad._data, 0, maximize)  # type: ignore[union-attr]
+    return effective_grad(scratch, p, p._grad._data, weight_decay, maximize)  # type: ignore[union-attr]
+
+
 def bump_version(p: Tensor) -> None:
     """Mark ``p`` as modified in place (autograd checks saved tensors against this counter)."""
     p._version[0] += 1

@@ -7,15 +7,18 @@ from typing import Any
 
 from ..core.tensor import Tensor
 from ._helpers import (
+    adam_moments,
     bump_version,
     check_betas,
     check_lr,
     check_range,
+    decayed_grad,
     effective_grad,
     lerp_,
     scalar_state,
     step_up,
     to_scalar,
+    update_moments,
     zeros_state,
 )
 from .optimizer import Optimizer
@@ -84,25 +87,13 @@ class Adam(Optimizer):
                 dev = p._device
                 xp = dev.xp
                 state = self.state[p]
-                if not state:
-                    state["step"] = scalar_state(0.0)
-                    state["exp_avg"] = zeros_state(p)
-                    state["exp_avg_sq"] = zeros_state(p)
-                    if amsgrad:
-                        state["max_exp_avg_sq"] = zeros_state(p)
-                t = step_up(state)
-                if wd != 0 and decoupled:
-                    p._data *= 1 - lr * wd
-                    g = effective_grad(scratch, p, p._grad._data, 0, maximize)
-                else:
-                    g = effective_grad(scratch, p, p._grad._data, wd, maximize)
+                t = adam_moments(state, p)
+                if amsgrad and "max_exp_avg_sq" not in state:
+                    state["max_exp_avg_sq"] = zeros_state(p)
+                g = decayed_grad(scratch, p, lr, wd, decoupled, maximize)
                 m, v = state["exp_avg"]._data, state["exp_avg_sq"]._data
                 tmp = scratch.take(dev, g, 1)
-                lerp_(xp, m, g, 1 - beta1, tmp)
-                v *= beta2
-                xp.multiply(g, 1 - beta2, out=tmp)
-                tmp *= g
-                v += tmp
+                update_moments(xp, m, v, g, beta1, beta2, tmp)
                 step_size = lr / (1 - beta1**t)
                 bc2_sqrt = (1 - beta2**t) ** 0.5
                 if amsgrad:

@@ -7,15 +7,15 @@ from typing import Any
 
 from ..core.tensor import Tensor
 from ._helpers import (
+    adam_moments,
     bump_version,
     check_betas,
     check_lr,
     check_range,
     effective_grad,
     lerp_,
-    scalar_state,
-    step_up,
     to_scalar,
+    update_moments,
     zeros_state,
 )
 from .optimizer import Optimizer
@@ -94,19 +94,11 @@ class LAMB(Optimizer):
                 dev = p._device
                 xp = dev.xp
                 state = self.state[p]
-                if not state:
-                    state["step"] = scalar_state(0.0)
-                    state["exp_avg"] = zeros_state(p)
-                    state["exp_avg_sq"] = zeros_state(p)
-                t = step_up(state)
+                t = adam_moments(state, p)
                 g = effective_grad(scratch, p, p._grad._data, 0, maximize)
                 m, v = state["exp_avg"]._data, state["exp_avg_sq"]._data
                 r = scratch.take(dev, g, 1)
-                lerp_(xp, m, g, 1 - beta1, r)
-                v *= beta2
-                xp.multiply(g, 1 - beta2, out=r)
-                r *= g
-                v += r
+                update_moments(xp, m, v, g, beta1, beta2, r)
                 bc1 = 1 - beta1**t if debias else 1.0
                 bc2 = 1 - beta2**t if debias else 1.0
                 # r = (m / bc1) / (sqrt(v / bc2) + eps) + wd * p

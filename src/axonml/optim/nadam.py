@@ -8,16 +8,15 @@ from typing import Any
 
 from ..core.tensor import Tensor
 from ._helpers import (
+    adam_moments,
     bump_version,
     check_betas,
     check_lr,
     check_range,
-    effective_grad,
-    lerp_,
+    decayed_grad,
     scalar_state,
-    step_up,
     to_scalar,
-    zeros_state,
+    update_moments,
 )
 from .optimizer import Optimizer
 
@@ -88,18 +87,11 @@ class NAdam(Optimizer):
                 dev = p._device
                 xp = dev.xp
                 state = self.state[p]
-                if not state:
-                    state["step"] = scalar_state(0.0)
+                if "mu_product" not in state:
                     state["mu_product"] = scalar_state(1.0)
-                    state["exp_avg"] = zeros_state(p)
-                    state["exp_avg_sq"] = zeros_state(p)
-                t = step_up(state)
+                t = adam_moments(state, p)
                 bc2 = 1 - beta2**t
-                if wd != 0 and decoupled:
-                    p._data *= 1 - lr * wd
-                    g = effective_grad(scratch, p, p._grad._data, 0, maximize)
-                else:
-                    g = effective_grad(scratch, p, p._grad._data, wd, maximize)
+                g = decayed_grad(scratch, p, lr, wd, decoupled, maximize)
                 mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * psi))
                 mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
                 # the product is a 0-d tensor of the scalar dtype, multiplied in that dtype as PyTorch does
@@ -108,11 +100,7 @@ class NAdam(Optimizer):
                 mu_product = float(mu_prod_arr)
                 m, v = state["exp_avg"]._data, state["exp_avg_sq"]._data
                 tmp = scratch.take(dev, g, 1)
-                lerp_(xp, m, g, 1 - beta1, tmp)
-                v *= beta2
-                xp.multiply(g, 1 - beta2, out=tmp)
-                tmp *= g
-                v += tmp
+                update_moments(xp, m, v, g, beta1, beta2, tmp)
                 denom = tmp
                 xp.divide(v, bc2, out=denom)
                 xp.sqrt(denom, out=denom)
@@ -188,23 +176,11 @@ class RAdam(Optimizer):
                 dev = p._device
                 xp = dev.xp
                 state = self.state[p]
-                if not state:
-                    state["step"] = scalar_state(0.0)
-                    state["exp_avg"] = zeros_state(p)
-                    state["exp_avg_sq"] = zeros_state(p)
-                t = step_up(state)
-                if wd != 0 and decoupled:
-                    p._data *= 1 - lr * wd
-                    g = effective_grad(scratch, p, p._grad._data, 0, maximize)
-                else:
-                    g = effective_grad(scratch, p, p._grad._data, wd, maximize)
+                t = adam_moments(state, p)
+                g = decayed_grad(scratch, p, lr, wd, decoupled, maximize)
                 m, v = state["exp_avg"]._data, state["exp_avg_sq"]._data
                 tmp = scratch.take(dev, g, 1)
-                lerp_(xp, m, g, 1 - beta1, tmp)
-                v *= beta2
-                xp.multiply(g, 1 - beta2, out=tmp)
-                tmp *= g
-                v += tmp
+                update_moments(xp, m, v, g, beta1, beta2, tmp)
                 bc1 = 1 - beta1**t
                 bc2 = 1 - beta2**t
                 rho_t = rho_inf - 2 * t * (beta2**t) / bc2
