@@ -3,12 +3,12 @@ statistics and gradients (inputs and every parameter) in float64, in training an
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import pytest
+from module_parity import cpu_vs_cuda
 
 import axonml as ax
 from axonml.nn.modules.normalization import (
@@ -262,60 +262,16 @@ def test_norm_layers_default_dtype_and_float32_forward() -> None:
     assert y.dtype == ax.float32 and m.num_batches_tracked.item() == 1
 
 
-def _cpu_vs_cuda(m: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> None:
-    """A deep copy of ``m`` moved to CUDA gives the CPU module's outputs, gradients and buffers (float64)."""
-    g = copy.deepcopy(m).to("cuda")
-    kwargs = kwargs or {}
-
-    def conv(a: Any, device: str) -> Any:
-        if isinstance(a, tuple):
-            return tuple(conv(b, device) for b in a)
-        if not isinstance(a, np.ndarray):
-            return a
-        return ax.tensor(a, device=device, requires_grad=a.dtype.kind == "f")
-
-    xs, gxs = [conv(a, "cpu") for a in args], [conv(a, "cuda") for a in args]
-    outs = _gflat(m(*xs, **{k: conv(v, "cpu") for k, v in kwargs.items()}))
-    gouts = _gflat(g(*gxs, **{k: conv(v, "cuda") for k, v in kwargs.items()}))
-    loss, gloss = 0.0, 0.0
-    for i, (o, go) in enumerate(zip(outs, gouts, strict=True)):
-        if o is None:
-            continue
-        assert go.device.type == "cuda"
-        np.testing.assert_allclose(go.cpu().detach().numpy(), o.detach().numpy(), rtol=1e-9, atol=1e-10)
-        if o.is_floating_point():
-            w = np.random.default_rng(i).standard_normal(o.shape)
-            loss = loss + (o * ax.tensor(w)).sum()
-            gloss = gloss + (go * ax.tensor(w, device="cuda")).sum()
-    loss.backward()  # type: ignore[union-attr]
-    gloss.backward()  # type: ignore[union-attr]
-    for x, gx in zip(_gflat(xs), _gflat(gxs), strict=True):
-        if isinstance(x, ax.Tensor) and x.grad is not None:
-            np.testing.assert_allclose(gx.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-9, atol=1e-10)
-    for (n, p), (_, gp) in zip(m.named_parameters(), g.named_parameters(), strict=True):
-        if p.grad is not None:
-            np.testing.assert_allclose(gp.grad.cpu().numpy(), p.grad.numpy(), rtol=1e-9, atol=1e-10, err_msg=n)
-    for (n, b), (_, gb) in zip(m.named_buffers(), g.named_buffers(), strict=True):
-        assert gb.device.type == "cuda" and gb.dtype == b.dtype
-        np.testing.assert_allclose(gb.cpu().numpy(), b.numpy(), rtol=1e-9, atol=1e-10, err_msg=n)
-
-
-def _gflat(out: Any) -> list[Any]:
-    if isinstance(out, tuple | list):
-        return [y for o in out for y in _gflat(o)]
-    return [out]
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")
 def test_norm_layers_on_cuda_match_cpu() -> None:
     rng = np.random.default_rng(0)
     bn = BatchNorm1d(3, momentum=None, dtype=ax.float64)
     for _ in range(2):  # each call copies the CPU module's current statistics, then both take a step
-        _cpu_vs_cuda(bn, [rng.standard_normal((5, 3, 4))])
-    _cpu_vs_cuda(bn.eval(), [rng.standard_normal((5, 3, 4))])
+        cpu_vs_cuda(bn, [rng.standard_normal((5, 3, 4))])
+    cpu_vs_cuda(bn.eval(), [rng.standard_normal((5, 3, 4))])
     assert BatchNorm2d(3, device="cuda").num_batches_tracked.device.type == "cuda"
     for m, shape in ((InstanceNorm1d(3, affine=True, track_running_stats=True, dtype=ax.float64), (2, 3, 5)),
                      (LayerNorm([3, 4], dtype=ax.float64), (2, 3, 4)), (GroupNorm(2, 4, dtype=ax.float64), (2, 4, 3)),
                      (RMSNorm(4, dtype=ax.float64), (3, 4)), (LocalResponseNorm(2), (2, 4, 3))):
-        _cpu_vs_cuda(m, [rng.standard_normal(shape)])
+        cpu_vs_cuda(m, [rng.standard_normal(shape)])

@@ -3,12 +3,12 @@ initialization; outputs, final states and gradients (input, initial states, ever
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
 import numpy as np
 import pytest
+from module_parity import cpu_vs_cuda
 
 import axonml as ax
 from axonml.errors import DTypeError, ShapeError
@@ -223,58 +223,14 @@ def test_errors() -> None:
         RNNCell(3, 4)(ax.randn(2, 2, 3))
 
 
-def _cpu_vs_cuda(m: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> None:
-    """A deep copy of ``m`` moved to CUDA gives the CPU module's outputs, gradients and buffers (float64)."""
-    g = copy.deepcopy(m).to("cuda")
-    kwargs = kwargs or {}
-
-    def conv(a: Any, device: str) -> Any:
-        if isinstance(a, tuple):
-            return tuple(conv(b, device) for b in a)
-        if not isinstance(a, np.ndarray):
-            return a
-        return ax.tensor(a, device=device, requires_grad=a.dtype.kind == "f")
-
-    xs, gxs = [conv(a, "cpu") for a in args], [conv(a, "cuda") for a in args]
-    outs = _gflat(m(*xs, **{k: conv(v, "cpu") for k, v in kwargs.items()}))
-    gouts = _gflat(g(*gxs, **{k: conv(v, "cuda") for k, v in kwargs.items()}))
-    loss, gloss = 0.0, 0.0
-    for i, (o, go) in enumerate(zip(outs, gouts, strict=True)):
-        if o is None:
-            continue
-        assert go.device.type == "cuda"
-        np.testing.assert_allclose(go.cpu().detach().numpy(), o.detach().numpy(), rtol=1e-9, atol=1e-10)
-        if o.is_floating_point():
-            w = np.random.default_rng(i).standard_normal(o.shape)
-            loss = loss + (o * ax.tensor(w)).sum()
-            gloss = gloss + (go * ax.tensor(w, device="cuda")).sum()
-    loss.backward()  # type: ignore[union-attr]
-    gloss.backward()  # type: ignore[union-attr]
-    for x, gx in zip(_gflat(xs), _gflat(gxs), strict=True):
-        if isinstance(x, ax.Tensor) and x.grad is not None:
-            np.testing.assert_allclose(gx.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-9, atol=1e-10)
-    for (n, p), (_, gp) in zip(m.named_parameters(), g.named_parameters(), strict=True):
-        if p.grad is not None:
-            np.testing.assert_allclose(gp.grad.cpu().numpy(), p.grad.numpy(), rtol=1e-9, atol=1e-10, err_msg=n)
-    for (n, b), (_, gb) in zip(m.named_buffers(), g.named_buffers(), strict=True):
-        assert gb.device.type == "cuda" and gb.dtype == b.dtype
-        np.testing.assert_allclose(gb.cpu().numpy(), b.numpy(), rtol=1e-9, atol=1e-10, err_msg=n)
-
-
-def _gflat(out: Any) -> list[Any]:
-    if isinstance(out, tuple | list):
-        return [y for o in out for y in _gflat(o)]
-    return [out]
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")
 def test_recurrent_layers_on_cuda_match_cpu() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 2, 3))
     lstm = LSTM(3, 4, 2, bidirectional=True, proj_size=2, batch_first=True, dtype=ax.float64)
-    _cpu_vs_cuda(lstm, [x, (rng.standard_normal((4, 5, 2)), rng.standard_normal((4, 5, 4)))])
-    _cpu_vs_cuda(GRU(3, 4, 2, dtype=ax.float64), [x])
-    _cpu_vs_cuda(RNN(3, 4, nonlinearity="relu", dtype=ax.float64), [x[:, 0]])
+    cpu_vs_cuda(lstm, [x, (rng.standard_normal((4, 5, 2)), rng.standard_normal((4, 5, 4)))])
+    cpu_vs_cuda(GRU(3, 4, 2, dtype=ax.float64), [x])
+    cpu_vs_cuda(RNN(3, 4, nonlinearity="relu", dtype=ax.float64), [x[:, 0]])
     for cell in (RNNCell(3, 4, dtype=ax.float64), LSTMCell(3, 4, dtype=ax.float64), GRUCell(3, 4, dtype=ax.float64)):
-        _cpu_vs_cuda(cell, [x[0]])  # the default zero state is made on the input's device
+        cpu_vs_cuda(cell, [x[0]])  # the default zero state is made on the input's device

@@ -4,11 +4,11 @@ kdim/vdim, add_bias_kv, add_zero_attn, batch_first, norm_first, activations, tra
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
 import pytest
+from module_parity import cpu_vs_cuda
 
 import axonml as ax
 from axonml.errors import ShapeError
@@ -345,57 +345,13 @@ def test_detect_is_causal_mask() -> None:
     assert _detect_is_causal_mask(None, is_causal=True) and not _detect_is_causal_mask(None)
 
 
-def _cpu_vs_cuda(m: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> None:
-    """A deep copy of ``m`` moved to CUDA gives the CPU module's outputs, gradients and buffers (float64)."""
-    g = copy.deepcopy(m).to("cuda")
-    kwargs = kwargs or {}
-
-    def conv(a: Any, device: str) -> Any:
-        if isinstance(a, tuple):
-            return tuple(conv(b, device) for b in a)
-        if not isinstance(a, np.ndarray):
-            return a
-        return ax.tensor(a, device=device, requires_grad=a.dtype.kind == "f")
-
-    xs, gxs = [conv(a, "cpu") for a in args], [conv(a, "cuda") for a in args]
-    outs = _gflat(m(*xs, **{k: conv(v, "cpu") for k, v in kwargs.items()}))
-    gouts = _gflat(g(*gxs, **{k: conv(v, "cuda") for k, v in kwargs.items()}))
-    loss, gloss = 0.0, 0.0
-    for i, (o, go) in enumerate(zip(outs, gouts, strict=True)):
-        if o is None:
-            continue
-        assert go.device.type == "cuda"
-        np.testing.assert_allclose(go.cpu().detach().numpy(), o.detach().numpy(), rtol=1e-9, atol=1e-10)
-        if o.is_floating_point():
-            w = np.random.default_rng(i).standard_normal(o.shape)
-            loss = loss + (o * ax.tensor(w)).sum()
-            gloss = gloss + (go * ax.tensor(w, device="cuda")).sum()
-    loss.backward()  # type: ignore[union-attr]
-    gloss.backward()  # type: ignore[union-attr]
-    for x, gx in zip(_gflat(xs), _gflat(gxs), strict=True):
-        if isinstance(x, ax.Tensor) and x.grad is not None:
-            np.testing.assert_allclose(gx.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-9, atol=1e-10)
-    for (n, p), (_, gp) in zip(m.named_parameters(), g.named_parameters(), strict=True):
-        if p.grad is not None:
-            np.testing.assert_allclose(gp.grad.cpu().numpy(), p.grad.numpy(), rtol=1e-9, atol=1e-10, err_msg=n)
-    for (n, b), (_, gb) in zip(m.named_buffers(), g.named_buffers(), strict=True):
-        assert gb.device.type == "cuda" and gb.dtype == b.dtype
-        np.testing.assert_allclose(gb.cpu().numpy(), b.numpy(), rtol=1e-9, atol=1e-10, err_msg=n)
-
-
-def _gflat(out: Any) -> list[Any]:
-    if isinstance(out, tuple | list):
-        return [y for o in out for y in _gflat(o)]
-    return [out]
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")
 def test_attention_and_transformer_on_cuda_match_cpu() -> None:
     mha = MultiheadAttention(E, H, kdim=3, vdim=5, add_bias_kv=True, batch_first=True, dtype=ax.float64)
     pad = np.array([[False] * 5 + [True], [False] * 6])
-    _cpu_vs_cuda(mha, [_x(2, 4, E), _x(2, 6, 3, seed=1), _x(2, 6, 5, seed=2)], {"key_padding_mask": pad})
+    cpu_vs_cuda(mha, [_x(2, 4, E), _x(2, 6, 3, seed=1), _x(2, 6, 5, seed=2)], {"key_padding_mask": pad})
     model = Transformer(E, H, 1, 1, 12, dropout=0.0, norm_first=True, dtype=ax.float64)
     causal = Transformer.generate_square_subsequent_mask(4, device="cuda", dtype=ax.float64)
     assert causal.device.type == "cuda" and _detect_is_causal_mask(causal)
-    _cpu_vs_cuda(model, [_x(6, 2, E, seed=3), _x(4, 2, E, seed=4)], {"tgt_mask": _causal(4)})
+    cpu_vs_cuda(model, [_x(6, 2, E, seed=3), _x(4, 2, E, seed=4)], {"tgt_mask": _causal(4)})
