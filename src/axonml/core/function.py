@@ -238,16 +238,8 @@ class Primitive(Node):
     @property
     def output(self) -> Tensor:
         """The forward result, re-attached to this node so second derivatives flow through it."""
-        if self.released:
-            raise _freed_error(self)
-        data, box, version = self._out
-        if box[0] != version:
-            raise AutogradError(
-                f"the output of {self.op_name()}, needed by its backward, was modified by an in-place "
-                "operation; use an out-of-place op or clone() it first"
-            )
-        t = Tensor._make(data, self.device)
-        t._version = box
+        t = Tensor._make(self.output_array(), self.device)
+        t._version = self._out[1]
         if GRAD_ENABLED.get() and "next_edges" in self.__dict__:
             t._requires_grad = True
             t._grad_fn = self
