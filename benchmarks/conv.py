@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _timing import compare
 
 import axonml as ax
 from axonml.nn.functional.conv import conv2d
@@ -32,38 +31,6 @@ try:
     import torch.nn.functional as tF
 except ImportError:  # the table then shows "-" for PyTorch
     torch = None
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        ax.cuda.synchronize()
-        if torch is not None:
-            torch.cuda.synchronize()
-
-
-def timeit(fn: Callable[[], Any], device: str, number: int) -> float:
-    """Seconds per call of ``fn`` (``number`` calls, synchronized at the ends)."""
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(number):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - t0) / number
-
-
-def compare(sides: dict[str, Callable[[], Any] | None], device: str, number: int, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each side, interleaving the sides across repeats."""
-    samples: dict[str, list[float]] = {k: [] for k, f in sides.items() if f is not None}
-    for fn in sides.values():  # warm-up: first-call costs (buffers, kernels) stay out of the samples
-        if fn is not None:
-            fn()
-    for _ in range(repeats):
-        for name, fn in sides.items():
-            if fn is None:
-                continue
-            time.sleep(0.2)
-            samples[name].append(timeit(fn, device, number))
-    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def _pair(shape: tuple[int, ...], device: str, seed: int, grad: bool) -> tuple[Any, Any]:

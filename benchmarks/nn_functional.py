@@ -16,12 +16,11 @@ import argparse
 import contextlib
 import math
 import os
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _timing import compare
 
 import axonml as ax
 from axonml.nn.functional.attention import scaled_dot_product_attention
@@ -35,33 +34,6 @@ try:
     import torch.nn.functional as tF
 except ImportError:
     torch = None
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        ax.cuda.synchronize()
-        if torch is not None:
-            torch.cuda.synchronize()
-
-
-def timeit(fn: Callable[[], Any], device: str, number: int) -> float:
-    fn()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(number):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - t0) / number
-
-
-def compare(sides: dict[str, Callable[[], Any]], device: str, number: int, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each side, interleaving the sides across repeats."""
-    samples: dict[str, list[float]] = {k: [] for k in sides}
-    for _ in range(repeats):
-        for name, fn in sides.items():
-            time.sleep(0.1)
-            samples[name].append(timeit(fn, device, number))
-    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def _arrays(rng: np.random.Generator, *shapes: tuple[int, ...], scale: float = 1.0) -> list[np.ndarray]:

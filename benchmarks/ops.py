@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _timing import compare
 
 import axonml as ax
 
@@ -28,36 +27,6 @@ try:
     import torch
 except ImportError:  # the tables then show "-" for PyTorch
     torch = None
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        ax.cuda.synchronize()
-        if torch is not None:
-            torch.cuda.synchronize()
-
-
-def timeit(fn: Callable[[], Any], device: str, number: int) -> float:
-    """Seconds per call of ``fn`` (``number`` calls, synchronized at the ends)."""
-    fn()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(number):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - t0) / number
-
-
-def compare(sides: dict[str, Callable[[], Any] | None], device: str, number: int, repeats: int = 7) -> dict[str, float]:
-    """Median seconds per call for each side, interleaving the sides across repeats."""
-    samples: dict[str, list[float]] = {k: [] for k, f in sides.items() if f is not None}
-    for _ in range(repeats):
-        for name, fn in sides.items():
-            if fn is None:
-                continue
-            time.sleep(0.02)
-            samples[name].append(timeit(fn, device, number))
-    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def arrays(shape: tuple[int, ...], device: str, seed: int = 0) -> tuple[Any, Any, Any]:
