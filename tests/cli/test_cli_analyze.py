@@ -31,7 +31,7 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     model = build_vision_model("mlp", in_features=12, num_classes=3)
     ModelArchive.save(tmp_path / "m.axonml", model, builder=BUILDER,
                       config={"model_name": "mlp", "in_features": 12, "num_classes": 3},
-                      metadata={"input_shape": [1, 12]})
+                      metadata={"input_shape": [12]})
     save_file(model.state_dict(), str(tmp_path / "m.safetensors"))
     rng = np.random.default_rng(0)
     for cls, n in (("cat", 9), ("dog", 3), ("eel", 4)):  # imbalance 9 / 3 = 3
@@ -158,7 +158,7 @@ def test_subprocess_on_shared_mnist(shared_data: Path, tmp_path: Path) -> None:
     model = build_vision_model("mlp", in_features=784, num_classes=10)
     ModelArchive.save(tmp_path / "mnist.axonml", model, builder=BUILDER,
                       config={"model_name": "mlp", "in_features": 784, "num_classes": 10},
-                      metadata={"input_shape": [1, 784]})
+                      metadata={"input_shape": [784]})
     env_cwd = {"cwd": str(tmp_path)}
     load = subprocess.run([sys.executable, "-m", "axonml.cli.main", "load", "both", "mnist.axonml", str(mnist)],
                           capture_output=True, text=True, **env_cwd)  # type: ignore[call-overload]

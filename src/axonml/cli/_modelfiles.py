@@ -279,3 +279,15 @@ def check_fits(model: Module, tensors: Mapping[str, Tensor]) -> None:
         if tuple(src.shape) != tuple(t.shape) or src.dtype != t.dtype:
             raise ValueError(f"the weights do not fit {type(model).__name__}: {k} is {dtype_name(src)} "
                              f"{list(src.shape)} in the file, {dtype_name(t)} {list(t.shape)} in the model")
+
+
+def metadata_batch_shape(metadata: Any) -> tuple[int, ...] | None:
+    """A batch-of-one input shape from an archive's ``metadata["input_shape"]``, or None.
+
+    The metadata holds one sample's shape (as ``axonml train`` writes it and ``axonml bench``
+    reads it), so the batch dimension is added here, in one place for every command.
+    """
+    shape = metadata.get("input_shape") if isinstance(metadata, dict) else None
+    if isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape):
+        return (1, *shape)
+    return None

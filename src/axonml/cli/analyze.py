@@ -20,7 +20,7 @@ from ..io import ModelArchive, SerializationError
 from ..nn import Module
 from ..vision.datasets.inspect import describe, open_dataset
 from ._app import app, emit_json, fail, handle_errors
-from ._modelfiles import archive_model, sniff, tensor_table
+from ._modelfiles import archive_model, metadata_batch_shape, sniff, tensor_table
 from ._report import FORMATS, render
 from .inspect_cmd import parse_shape
 from .workspace import read_workspace
@@ -68,10 +68,8 @@ def analyze_model(path: Path, input_shape: tuple[int, ...] | None = None) -> dic
                 layers.append({"name": name or "(root)", "type": type(m).__name__, "params": own})
         param_bytes = sum(p.nbytes for p in model.parameters())
         buffer_bytes = sum(b.nbytes for b in model.buffers())
-        if input_shape is None and isinstance(metadata.get("input_shape"), list):
-            input_shape, source = tuple(int(s) for s in metadata["input_shape"]), "archive metadata"
-            if "data_channels" in metadata:  # written by `axonml train`: one sample's shape, without the batch
-                input_shape = (1, *input_shape)
+        if input_shape is None and metadata_batch_shape(metadata) is not None:
+            input_shape, source = metadata_batch_shape(metadata), "archive metadata"
         elif input_shape is not None:
             source = "--input-shape"
     else:

@@ -23,7 +23,7 @@ from ..core.tensor import Tensor
 from ..io import SerializationError
 from ..nn import Module
 from ._app import CommandError, app, emit_json, fail, handle_errors
-from ._modelfiles import archive_model, dtype_name, sniff, tensor_table
+from ._modelfiles import archive_model, dtype_name, metadata_batch_shape, sniff, tensor_table
 from ._output import human_bytes, make_console, reflow_doc
 
 FORMAT_NAMES = {"axonml-archive": "axonml model archive (.axonml)", "axonml-save": "axonml.save file",
@@ -52,12 +52,9 @@ def _tree(module: Module, name: str) -> dict[str, Any]:
 
 def _guess_input_shape(model: Module, manifest: dict[str, Any]) -> tuple[tuple[int, ...] | None, str]:
     """An input shape from the archive's metadata, or from a first Linear layer; else None."""
-    meta = manifest.get("metadata", {})
-    shape = meta.get("input_shape") if isinstance(meta, dict) else None
-    if isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape):
-        if "data_channels" in meta:  # written by `axonml train`: one sample's shape, without the batch
-            return (1, *shape), "archive metadata"
-        return tuple(shape), "archive metadata"
+    shape = metadata_batch_shape(manifest.get("metadata"))
+    if shape is not None:
+        return shape, "archive metadata"
     for m in model.modules():
         if any(True for _ in m.parameters(recurse=False)):
             if type(m).__name__ == "Linear":
