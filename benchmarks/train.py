@@ -5,6 +5,7 @@
     python benchmarks/train.py --device cuda         # GPU: CuPy against PyTorch CUDA
     python benchmarks/train.py --models mlp lenet    # a subset
     python benchmarks/train.py --profile --models resnet18   # where axonml's step spends its time
+    python benchmarks/train.py --device cuda --amp float16   # mixed precision on both sides
 
 One step = zero_grad, forward, loss, backward, SGD (momentum 0.9) step. Models (built
 from one definition for both frameworks, so the layers and state-dict keys are the same):
@@ -23,6 +24,10 @@ for ~0.1 s after a call and would slow the other side (PERF-NOTES.md). The threa
 must be set before NumPy loads: this script sets OPENBLAS_NUM_THREADS (and OMP/MKL)
 from --threads before importing it, and PyTorch gets ``torch.set_num_threads``.
 A model whose layers axonml lacks is reported as "not run" with the missing names.
+
+``--amp float16|bfloat16`` runs forward and loss under autocast on both sides, with a
+GradScaler for float16 (scale, backward, step, update), as PyTorch's AMP recipe does;
+compare its table with the float32 one to see what mixed precision gains.
 """
 
 from __future__ import annotations
@@ -161,13 +166,17 @@ def make_batch(key: str, batch: int, rng: np.random.Generator) -> tuple[np.ndarr
 class Side:
     """One framework's model, optimizer, loss and batch, with a ``step()`` to time."""
 
-    def __init__(self, key: str, fw: str, model: Any, x: np.ndarray, y: np.ndarray, device: str) -> None:
+    def __init__(self, key: str, fw: str, model: Any, x: np.ndarray, y: np.ndarray, device: str,
+                 amp: str | None = None) -> None:
         self.fw = fw
         self.device = device
         lib: Any = ax if fw == "ax" else torch
         nn = axnn if fw == "ax" else tnn
         opt_mod = ax.optim if fw == "ax" else torch.optim
         self.model = model
+        self.amp_dtype = None if amp is None else getattr(lib, amp)
+        scaler_cls = ax.amp.GradScaler if fw == "ax" else torch.amp.GradScaler
+        self.scaler = scaler_cls(device) if amp == "float16" else None
         self.loss_fn = nn.MSELoss() if key == "transformer" else nn.CrossEntropyLoss()
         self.opt = opt_mod.SGD(model.parameters(), lr=0.01, momentum=0.9)
         if fw == "ax":
@@ -178,9 +187,20 @@ class Side:
 
     def step(self) -> None:
         self.opt.zero_grad()
-        loss = self.loss_fn(self.model(self.x), self.y)
-        loss.backward()
-        self.opt.step()
+        if self.amp_dtype is None:
+            loss = self.loss_fn(self.model(self.x), self.y)
+            loss.backward()
+            self.opt.step()
+            return
+        with self.lib.autocast(self.device, dtype=self.amp_dtype):
+            loss = self.loss_fn(self.model(self.x), self.y)
+        if self.scaler is None:  # bfloat16 has float32's range: no loss scaling
+            loss.backward()
+            self.opt.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
 
     def eval_loss(self) -> float:
         self.model.eval()
@@ -224,9 +244,30 @@ def profile_model(key: str, device: str, steps: int, top: int = 15) -> None:
     prof.disable()
     print(f"\n== {MODELS[key][0]}: axonml, {steps} steps, top {top} by own time")
     pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+    if device == "cuda" and torch is not None:
+        _kernel_table(side, steps, top)
 
 
-def bench_model(key: str, device: str, repeats: int, number: int, warmup: int) -> list[str]:
+def _kernel_table(side: Side, steps: int, top: int) -> None:
+    """The GPU kernels of axonml's step: PyTorch's profiler reads CUPTI, which sees CuPy's launches too."""
+    from torch.profiler import ProfilerActivity, profile
+
+    side.sync()
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            side.step()
+        side.sync()
+    wall = (time.perf_counter() - t0) / steps
+    events = prof.key_averages()
+    gpu_us = sum(e.self_device_time_total for e in events) / steps
+    launches = sum(e.count for e in events) / steps
+    print(f"\n== GPU kernels per step: {launches:.0f} launches, {gpu_us / 1e3:.2f} ms busy of "
+          f"{wall * 1e3:.2f} ms wall (profiled)")
+    print(events.table(sort_by="self_device_time_total", row_limit=top, max_name_column_width=60))
+
+
+def bench_model(key: str, device: str, repeats: int, number: int, warmup: int, amp: str | None) -> list[str]:
     """One table row: median ms per step for both sides, their ratio, the target and the loss check."""
     title, batch, cpu_target, gpu_target, needs = MODELS[key]
     target = cpu_target if device == "cpu" else gpu_target
@@ -237,13 +278,13 @@ def bench_model(key: str, device: str, repeats: int, number: int, warmup: int) -
     ax.manual_seed(0)
     model = BUILDERS[key](axnn).to(device)
     x, y = make_batch(key, batch, np.random.default_rng(0))
-    sides = [Side(key, "ax", model, x, y, device)]
+    sides = [Side(key, "ax", model, x, y, device, amp)]
     check = "-"
     if torch is not None:
         tmodel = BUILDERS[key](tnn)
         tmodel.load_state_dict({k: torch.from_numpy(v.detach().cpu().numpy().copy())
                                 for k, v in model.state_dict().items()})
-        tside = Side(key, "torch", tmodel.to(device), x, y, device)
+        tside = Side(key, "torch", tmodel.to(device), x, y, device, amp)
         a, t = sides[0].eval_loss(), tside.eval_loss()
         check = f"{abs(a - t) / max(abs(t), 1e-12):.0e}"
         sides.append(tside)
@@ -271,6 +312,7 @@ def main() -> None:
     ap.add_argument("--number", type=int, default=0, help="steps per round (default: by model, about 0.2 s)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="instead of timing, profile axonml's step (cProfile)")
+    ap.add_argument("--amp", choices=("float16", "bfloat16"), help="autocast forward+loss (GradScaler for float16)")
     args = ap.parse_args()
     if torch is not None and args.device == "cpu":
         torch.set_num_threads(args.threads)
@@ -278,7 +320,7 @@ def main() -> None:
           f"torch {torch.get_num_threads() if torch is not None else '-'}); "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; "
           f"numpy {np.__version__}, torch {torch.__version__ if torch is not None else '-'}; "
-          f"median of {args.repeats} interleaved rounds")
+          f"median of {args.repeats} interleaved rounds; amp {args.amp or 'off'}")
     default_number = {"mlp": 20, "lenet": 10, "resnet18": 1, "lstm": 1, "transformer": 2}
     if args.profile:
         for key in args.models:
@@ -290,7 +332,8 @@ def main() -> None:
     rows = []
     for key in args.models:
         try:
-            row = bench_model(key, args.device, args.repeats, args.number or default_number[key], args.warmup)
+            row = bench_model(key, args.device, args.repeats, args.number or default_number[key], args.warmup,
+                              args.amp)
         except Exception as e:  # one broken model must not hide the others' rows
             title, batch, *_ = MODELS[key]
             row = [title, str(batch), "failed", "-", "-", "-", f"{type(e).__name__}: {str(e)[:80]}"]

@@ -178,20 +178,21 @@ def _np_alpha_dropout(x, shape):
     return x * m * a - (m - 1) * _AP * a - _AP * a * ALPHA_P
 
 
-# random ops: a fresh generator with one seed on every call, so the mask is the same every time
+# random ops: a fresh generator with one seed on every call, so the mask is the same every time. The
+# reference draws its mask from a CPU generator, so these specs run on the CPU; test_dropout_cuda checks CUDA.
 SPECS += [
     OpSpec("dropout", lambda x: F.dropout(x, 0.4, generator=_gen()),
-           lambda x: x * _mask(x.shape, 0.4) / 0.6, (((5, 6),), ((0, 3),), ((),))),
+           lambda x: x * _mask(x.shape, 0.4) / 0.6, (((5, 6),), ((0, 3),), ((),)), cuda=False),
     OpSpec("dropout1d", lambda x: F.dropout1d(x, 0.5, generator=_gen()),
-           lambda x: x * _mask((*x.shape[:2], 1), 0.5) * 2, (((3, 4, 5),),)),
+           lambda x: x * _mask((*x.shape[:2], 1), 0.5) * 2, (((3, 4, 5),),), cuda=False),
     OpSpec("dropout2d", lambda x: F.dropout2d(x, 0.5, generator=_gen()),
-           lambda x: x * _mask((*x.shape[:2], 1, 1), 0.5) * 2, (((3, 4, 2, 3),),)),
+           lambda x: x * _mask((*x.shape[:2], 1, 1), 0.5) * 2, (((3, 4, 2, 3),),), cuda=False),
     OpSpec("dropout3d", lambda x: F.dropout3d(x, 0.5, generator=_gen()),
-           lambda x: x * _mask((*x.shape[:2], 1, 1, 1), 0.5) * 2, (((2, 4, 2, 1, 3),),)),
+           lambda x: x * _mask((*x.shape[:2], 1, 1, 1), 0.5) * 2, (((2, 4, 2, 1, 3),),), cuda=False),
     OpSpec("alpha_dropout", lambda x: F.alpha_dropout(x, ALPHA_P, True, generator=_gen()),
-           lambda x: _np_alpha_dropout(x, x.shape), (((5, 6),),)),
+           lambda x: _np_alpha_dropout(x, x.shape), (((5, 6),),), cuda=False),
     OpSpec("feature_alpha_dropout", lambda x: F.feature_alpha_dropout(x, ALPHA_P, True, generator=_gen()),
-           lambda x: _np_alpha_dropout(x, (*x.shape[:2], 1)), (((3, 4, 5),),)),
+           lambda x: _np_alpha_dropout(x, (*x.shape[:2], 1)), (((3, 4, 5),),), cuda=False),
 ]
 
 globals().update(op_tests(SPECS))
@@ -463,3 +464,26 @@ def test_warnings_are_not_raised_for_plain_calls():
         warnings.simplefilter("error")
         F.softmax(ax.zeros(2, 3), dim=1)
         F.dropout2d(ax.ones(2, 3, 4, 4), 0.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize(("name", "shape"), [("dropout", (400, 500)), ("dropout1d", (64, 32, 7)),
+                                             ("dropout2d", (64, 32, 3, 4))])
+def test_dropout_cuda(name: str, shape: tuple[int, ...]) -> None:
+    """On CUDA: kept values scaled by 1/(1-p), the kept share near 1-p, a feature mask constant over the
+    spatial dims, one seed giving one mask, and the gradient being that same mask."""
+    p = 0.3
+    fn = getattr(F, name)
+    x = ax.ones(shape, device="cuda", requires_grad=True)
+    y = fn(x, p, generator=ax.Generator("cuda").manual_seed(5))
+    got = y.detach().cpu().numpy()
+    assert set(np.unique(got).tolist()) <= {0.0, float(np.float32(1 / (1 - p)))}
+    assert abs((got > 0).mean() - (1 - p)) < 0.03
+    if name != "dropout":  # one draw per (sample, channel)
+        flat = got.reshape(*shape[:2], -1)
+        assert (flat == flat[..., :1]).all()
+    again = fn(x, p, generator=ax.Generator("cuda").manual_seed(5)).detach().cpu().numpy()
+    assert np.array_equal(again, got)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), got)

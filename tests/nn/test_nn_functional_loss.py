@@ -10,7 +10,7 @@ from scipy.special import logsumexp
 
 import axonml as ax
 import axonml.nn.functional as F
-from axonml.errors import DTypeError, IndexingError, ShapeError
+from axonml.errors import DeviceError, DTypeError, IndexingError, ShapeError
 from harness import HAS_TORCH, OpSpec, op_tests
 
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
@@ -38,7 +38,8 @@ def _tt(a, like):
 
 def _at(a, like):
     """An axonml tensor of NumPy array ``a`` (floats in the dtype of tensor ``like``)."""
-    return ax.tensor(a, dtype=like.dtype) if np.asarray(a).dtype.kind == "f" else ax.tensor(a)
+    dtype = like.dtype if np.asarray(a).dtype.kind == "f" else None
+    return ax.tensor(a, dtype=dtype, device=like.device)
 
 
 def _red(loss, reduction, mean_div=None):
@@ -189,7 +190,7 @@ def _nll_spec(name, shapes, weight=False, ignore=None, **kw):
 
     def fn(x):
         w = _at(_class_w(x.shape), x) if weight else None
-        return F.nll_loss(x, ax.tensor(_targets(x.shape, ignore)), weight=w, **opts)
+        return F.nll_loss(x, _at(_targets(x.shape, ignore), x), weight=w, **opts)
 
     def ref(x):
         c = 0 if x.ndim == 1 else 1
@@ -749,3 +750,11 @@ def test_ctc_errors():
         F.ctc_loss(ax.randn(2, 2, 2, 2), tg, [2, 2], [2, 2])
     with pytest.raises(DTypeError, match="targets"):
         F.ctc_loss(lp, ax.rand(2, 2), [5, 5], [2, 2])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")
+def test_class_target_on_another_device_is_named() -> None:
+    x = ax.randn(4, 5, device="cuda")
+    with pytest.raises(DeviceError, match="target is on cpu but input is on cuda"):
+        F.cross_entropy(x, ax.tensor([0, 1, 2, 3]))

@@ -20,7 +20,7 @@ from ...core.autocast import autocast_op
 from ...core.methods import cat, where
 from ...core.prims import binary as B
 from ...core.tensor import Tensor
-from ...errors import DTypeError, IndexingError, ShapeError
+from ...errors import DeviceError, DTypeError, IndexingError, ShapeError
 from ...ops import math as _math
 from ...ops.linalg_ops import vector_norm
 from ...ops.shape import broadcast_shapes, broadcast_tensors
@@ -164,6 +164,8 @@ def _class_target(op: str, input: Tensor, target: Tensor) -> None:  # noqa: A002
                          f"class indices must have shape {expected}")
     if target._data.dtype.kind not in "iu":
         raise DTypeError(f"{op}: class-index targets must be integers, got {target.dtype}")
+    if target.device != input.device:
+        raise DeviceError(f"{op}: target is on {target.device} but input is on {input.device}")
 
 
 def _class_weight(op: str, weight: Tensor | None, n_classes: int) -> None:
