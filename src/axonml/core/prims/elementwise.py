@@ -183,6 +183,9 @@ class Relu(_FloatUnary):
     def deriv(self) -> Tensor:
         return (self.output > 0).to(self.output.dtype)
 
+    def deriv_array(self, g: Any) -> Any:
+        return g * (self.output_array() > 0)
+
 
 class Abs(_FloatUnary):
     saves = "inputs"

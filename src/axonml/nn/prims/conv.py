@@ -29,6 +29,7 @@ import numpy as np
 
 from ...core.function import Primitive
 from ...core.tensor import Tensor
+from . import _conv_cuda
 
 _ALL2 = (slice(None), slice(None))
 
@@ -97,12 +98,15 @@ class _Plan:
 
     ``x``: (B, C, *S) input; ``K``: kernel size; ``O``: output size (may be smaller than
     the natural one, for the adjoints of transposed convolutions with output padding).
+    On a GPU (``xp`` is CuPy) the columns are the output positions, made by one kernel each way.
     """
 
-    def __init__(self, geom: ConvGeom, batch: int, size: tuple[int, ...], kernel: tuple[int, ...],
+    def __init__(self, xp: Any, geom: ConvGeom, batch: int, size: tuple[int, ...], kernel: tuple[int, ...],
                  out: tuple[int, ...], cog: int) -> None:
         self.B, self.S, self.K, self.O = batch, size, kernel, out
+        self.geom = geom
         self.lo = geom.pad_lo
+        self.fused = xp is not np and len(size) <= 3
         self.nk = math.prod(kernel)
         dil = geom.dilation
         # padded extent: the input with its padding, and at least what the windows reach
@@ -111,7 +115,7 @@ class _Plan:
             for n, lo, hi, o, s, d, k in zip(size, geom.pad_lo, geom.pad_hi, out, geom.stride, dil, kernel)
         )
         ratio = math.prod(self.Sp) / max(math.prod(out), 1)
-        self.grid = all(s == 1 for s in geom.stride) and _grid_pays(ratio, cog)
+        self.grid = not self.fused and all(s == 1 for s in geom.stride) and _grid_pays(ratio, cog)
         offsets = list(itertools.product(*[range(k) for k in kernel]))
         if self.grid:
             gstride = [math.prod(self.Sp[i + 1:]) for i in range(len(size))]
@@ -147,6 +151,9 @@ class _Plan:
         """im2col: (C * prod(K), M), rows ordered (channel, kernel offset)."""
         C = x.shape[1]
         M = self.M
+        g = self.geom
+        if self.fused:
+            return _conv_cuda.im2col(x, self.K, self.O, g.stride, g.dilation, self.lo)
         if self.grid:
             buf = self._padded_cm(xp, x, self.tail)
             if self.nk == 1:
@@ -191,6 +198,9 @@ class _Plan:
     def col2im(self, xp: Any, dcol: Any, channels: int) -> Any:
         """The adjoint of ``cols``: (C * prod(K), M) summed back into a new (B, C, *S) array."""
         C, M = channels, self.M
+        g = self.geom
+        if self.fused:
+            return _conv_cuda.col2im(dcol, self.B, C, self.S, self.K, self.O, g.stride, g.dilation, self.lo)
         if self.grid:
             flat = xp.zeros((C, M + self.tail), dcol.dtype)
             d3 = dcol.reshape(C, self.nk, M)
@@ -263,7 +273,7 @@ class Conv(Primitive):
         xp = ctx.xp
         kernel = tuple(w.shape[2:])
         out = osize or geom.out_size(tuple(x.shape[2:]), kernel)
-        plan = _Plan(geom, x.shape[0], tuple(x.shape[2:]), kernel, out, w.shape[0] // geom.groups)
+        plan = _Plan(xp, geom, x.shape[0], tuple(x.shape[2:]), kernel, out, w.shape[0] // geom.groups)
         col = _grouped(plan.cols(xp, x), geom.groups)
         wm = w.reshape(geom.groups, w.shape[0] // geom.groups, -1) if geom.groups > 1 else w.reshape(w.shape[0], -1)
         y = _scratch(xp, "gemm", (*wm.shape[:-1], plan.M), x.dtype)
@@ -299,7 +309,7 @@ class ConvTranspose(Primitive):
         xp = ctx.xp
         kernel = tuple(w.shape[2:])
         G = geom.groups
-        plan = _Plan(geom, g.shape[0], size, kernel, tuple(g.shape[2:]), w.shape[0] // G)
+        plan = _Plan(xp, geom, g.shape[0], size, kernel, tuple(g.shape[2:]), w.shape[0] // G)
         gm = _grouped(plan.gmat(xp, g), G)
         if G > 1:
             wm = w.reshape(G, w.shape[0] // G, -1).transpose(0, 2, 1)
@@ -337,7 +347,7 @@ class ConvWeight(Primitive):
     def forward(ctx: Any, x: Any, g: Any, geom: ConvGeom, kernel: tuple[int, ...]) -> Any:
         xp = ctx.xp
         G = geom.groups
-        plan = _Plan(geom, x.shape[0], tuple(x.shape[2:]), kernel, tuple(g.shape[2:]), g.shape[1] // G)
+        plan = _Plan(xp, geom, x.shape[0], tuple(x.shape[2:]), kernel, tuple(g.shape[2:]), g.shape[1] // G)
         col = _grouped(plan.cols(xp, x), G)
         gm = _grouped(plan.gmat(xp, g), G)
         colT = col.transpose(0, 2, 1) if G > 1 else col.T

@@ -14,9 +14,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ...core import dtypes as D
 from ...core.function import Primitive
 from ...core.tensor import Tensor
+from . import _norm_cuda
 from ._fastpath import arrays_only, as_compute, col_sum, compute_dtype, row_dot, row_sum, wrap
 
 
@@ -175,6 +178,13 @@ class BatchNorm(Primitive):
         ct = compute_dtype(x.dtype)
         x3 = as_compute(_channels(x), ct)
         n = x3.shape[0] * x3.shape[2]
+        if xp is not np:
+            w_c = None if weight is None else as_compute(weight, ct)
+            b_c = None if bias is None else as_compute(bias, ct)
+            y, mean, var, rstd = _norm_cuda.forward(x3, w_c, b_c, eps)
+            ctx.mean, ctx.rstd, ctx.n = mean, rstd, n
+            stats.extend((mean, var))
+            return y.reshape(x.shape).astype(x.dtype, copy=False)
         mean = channel_sum(xp, x3) * (1.0 / n)
         y = xp.subtract(x3, mean[:, None])  # (N, C, L), the output buffer from here on
         var = channel_dot(xp, y, y) * (1.0 / n)
@@ -198,6 +208,13 @@ class BatchNorm(Primitive):
         need_x, need_w, need_b = (e is not None for e in self.next_edges[:3])
         ct = compute_dtype(x._data.dtype)
         g = as_compute(_channels(grad._data), ct)
+        if xp is not np:
+            w_c = None if w is None else as_compute(w._data, ct)
+            x3 = as_compute(_channels(x._data), ct)
+            sum_g, sum_gx, dx = _norm_cuda.backward(g, x3, self.mean, self.rstd, w_c, self.n, need_x)
+            return (None if dx is None else wrap(dx, self.input_meta[0], self.device),
+                    wrap(sum_gx, self.input_meta[1], self.device) if w is not None and need_w else None,
+                    wrap(sum_g, self.input_meta[2], self.device) if b is not None and need_b else None, None, None)
         xhat = xp.subtract(as_compute(_channels(x._data), ct), self.mean[:, None])
         xhat *= self.rstd[:, None]
         sum_g = channel_sum(xp, g)

@@ -1,0 +1,123 @@
+"""im2col and col2im on CUDA, one kernel launch each.
+
+The NumPy path copies one strided slice per kernel offset (a cache-friendly memcpy on a
+CPU). On a GPU each of those copies is a separate launch costing ~10 us of CPU time, so
+a 3x3 convolution paid 9 launches for its columns and 9 more for their adjoint; here a
+thread computes one column entry (im2col) or gathers every column entry that lands on one
+input element (col2im: no atomics, so sums are deterministic). Spatial dims are padded to
+three (a 1-D or 2-D convolution is a 3-D one with unit leading dims). IDX is the index type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (B, C, S0, S1, S2) input, kernel K, output O, stride, dilation, leading zero padding P:
+# column row = c * nk + (k0 * K1 + k1) * K2 + k2, column = ((b * O0 + o0) * O1 + o1) * O2 + o2.
+_PARAMS = ("int32 C, int32 S0, int32 S1, int32 S2, int32 K0, int32 K1, int32 K2, int32 O0, int32 O1, int32 O2, "
+           "int32 st0, int32 st1, int32 st2, int32 d0, int32 d1, int32 d2, int32 p0, int32 p1, int32 p2")
+
+_IM2COL = """
+    const IDX j = (IDX)i;
+    const IDX M = (IDX)B * O0 * O1 * O2;
+    const IDX row = j / M, m = j % M;
+    const int nk = K0 * K1 * K2;
+    const int c = row / nk, k = row % nk;
+    const int k0 = k / (K1 * K2), k1 = (k / K2) % K1, k2 = k % K2;
+    const int o2 = m % O2, o1 = (m / O2) % O1, o0 = (m / ((IDX)O2 * O1)) % O0;
+    const IDX b = m / ((IDX)O2 * O1 * O0);
+    const int s0 = o0 * st0 - p0 + k0 * d0, s1 = o1 * st1 - p1 + k1 * d1, s2 = o2 * st2 - p2 + k2 * d2;
+    if (s0 < 0 || s0 >= S0 || s1 < 0 || s1 >= S1 || s2 < 0 || s2 >= S2) {
+        col = (T)0.0f;
+    } else {
+        col = x[(((b * C + c) * S0 + s0) * S1 + s1) * S2 + s2];
+    }
+"""
+
+_COL2IM = """
+    const IDX j = (IDX)i;
+    const int s2 = j % S2, s1 = (j / S2) % S1, s0 = (j / ((IDX)S2 * S1)) % S0;
+    const IDX bc = j / ((IDX)S2 * S1 * S0);
+    const int c = bc % C;
+    const IDX b = bc / C;
+    const IDX M = (IDX)B * O0 * O1 * O2;
+    const int nk = K0 * K1 * K2;
+    ACC acc = 0;
+    for (int k0 = 0; k0 < K0; ++k0) {
+        const int t0 = s0 + p0 - k0 * d0;
+        if (t0 < 0 || t0 % st0 != 0 || t0 / st0 >= O0) continue;
+        for (int k1 = 0; k1 < K1; ++k1) {
+            const int t1 = s1 + p1 - k1 * d1;
+            if (t1 < 0 || t1 % st1 != 0 || t1 / st1 >= O1) continue;
+            for (int k2 = 0; k2 < K2; ++k2) {
+                const int t2 = s2 + p2 - k2 * d2;
+                if (t2 < 0 || t2 % st2 != 0 || t2 / st2 >= O2) continue;
+                const IDX row = (IDX)c * nk + (k0 * K1 + k1) * K2 + k2;
+                const IDX m = ((b * O0 + t0 / st0) * O1 + t1 / st1) * O2 + t2 / st2;
+                acc += (ACC)dcol[row * M + m];
+            }
+        }
+    }
+    dx = (T)acc;
+"""
+
+_KERNELS: dict[str, Any] = {}
+
+
+def _kernel(name: str) -> Any:
+    """The compiled kernel ``name`` (built on first use: CuPy is imported only when a GPU is used)."""
+    k = _KERNELS.get(name)
+    if k is None:
+        import cupy
+
+        op, idx, *acc = name.split("_")  # im2col_<index type>, col2im_<index type>_<accumulator type>
+        ctype = {"i32": "int", "i64": "long long"}[idx]
+        if op == "im2col":
+            k = cupy.ElementwiseKernel(f"raw T x, int32 B, {_PARAMS}", "T col", _IM2COL.replace("IDX", ctype),
+                                       f"axonml_{name}")
+        else:
+            body = _COL2IM.replace("IDX", ctype).replace("ACC", acc[0])
+            k = cupy.ElementwiseKernel(f"raw T dcol, int32 B, {_PARAMS}", "T dx", body, f"axonml_{name}")
+        _KERNELS[name] = k
+    return k
+
+
+def _index_type(*arrays: Any) -> str:
+    """32-bit index arithmetic when every index fits (64-bit division costs ~2x on a GPU)."""
+    return "i32" if max(a.size for a in arrays) < 2**31 else "i64"
+
+
+def _args(batch: int, channels: int, size: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...],
+          stride: tuple[int, ...], dilation: tuple[int, ...], pad: tuple[int, ...]) -> tuple[int, ...]:
+    def three(t: tuple[int, ...], fill: int) -> tuple[int, ...]:
+        return (fill,) * (3 - len(t)) + tuple(t)
+
+    return (batch, channels, *three(size, 1), *three(kernel, 1), *three(out, 1), *three(stride, 1),
+            *three(dilation, 1), *three(pad, 0))
+
+
+def im2col(x: Any, kernel: tuple[int, ...], out: tuple[int, ...], stride: tuple[int, ...],
+           dilation: tuple[int, ...], pad: tuple[int, ...]) -> Any:
+    """Columns (C * prod(K), B * prod(O)) of a (B, C, *S) CuPy array (1 to 3 spatial dims)."""
+    import cupy
+
+    B, C = x.shape[:2]
+    nk, m = 1, B
+    for k, o in zip(kernel, out):
+        nk, m = nk * k, m * o
+    col = cupy.empty((C * nk, m), x.dtype)
+    args = _args(B, C, tuple(x.shape[2:]), kernel, out, stride, dilation, pad)
+    _kernel(f"im2col_{_index_type(col, x)}")(cupy.ascontiguousarray(x), *args, col)
+    return col
+
+
+def col2im(dcol: Any, batch: int, channels: int, size: tuple[int, ...], kernel: tuple[int, ...],
+           out: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...], pad: tuple[int, ...]) -> Any:
+    """The adjoint of ``im2col``: (C * prod(K), B * prod(O)) columns summed into a new (B, C, *size) array."""
+    import cupy
+
+    dx = cupy.empty((batch, channels, *size), dcol.dtype)
+    acc = "double" if dcol.dtype == cupy.float64 else "float"
+    args = _args(batch, channels, size, kernel, out, stride, dilation, pad)
+    _kernel(f"col2im_{_index_type(dcol, dx)}_{acc}")(cupy.ascontiguousarray(dcol), *args, dx)
+    return dx
