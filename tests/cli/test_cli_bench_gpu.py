@@ -211,7 +211,7 @@ def test_bench_model_text_and_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     r = runner.invoke(app, ["bench", "model", "mlp", "--iters", "2"])
     assert r.exit_code == 0 and "latency" in r.stdout and "samples/s" in r.stdout and "peak forward" in r.stdout
-    r = runner.invoke(app, ["bench", "model", "lenet"])
+    r = runner.invoke(app, ["bench", "model", "lenet6"])
     assert r.exit_code == 1 and "did you mean lenet5" in r.stderr
     r = runner.invoke(app, ["bench", "model", str(tmp_path / "missing.axonml")])
     assert r.exit_code == 1 and "no such file" in r.stderr

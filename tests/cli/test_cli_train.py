@@ -71,6 +71,41 @@ def test_config_file_overrides_and_toml_round_trip(tmp_path: Path) -> None:
             load_config(path)
 
 
+def test_project_table_relative_paths_and_digits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config file's relative paths are relative to the file, not to the current folder."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "run.toml").write_text('[project]\nname = "exp"\ntemplate = "mlp"\n[data]\ndataset = "digits"\n'
+                                     'root = "data"\n[train]\noutput = "out"\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("exp/run.toml")
+    assert (cfg.project.name, cfg.project.template, cfg.data.dataset) == ("exp", "mlp", "digits")
+    assert cfg.data.root == str(folder / "data") and cfg.train.output == str(folder / "out")
+    (folder / "run.toml").write_text(f'[data]\ndataset = "imagefolder:pics"\nroot = "{tmp_path}"\n')
+    cfg = load_config(folder / "run.toml")
+    assert cfg.data.dataset == f"imagefolder:{folder / 'pics'}" and cfg.data.root == str(tmp_path)
+    (folder / "run.toml").write_text('[project]\nauthor = "me"\n')
+    with pytest.raises(CommandError, match="project: unknown key 'author'"):
+        load_config(folder / "run.toml")
+
+
+def test_lenet_is_an_alias_of_lenet5(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from axonml.vision.models import LeNet5, get_model, get_model_builder, list_models
+
+    assert isinstance(get_model("lenet", num_classes=3), LeNet5) and isinstance(get_model("LeNet"), LeNet5)
+    assert get_model_builder("lenet") is get_model_builder("lenet5")
+    assert "lenet5" in list_models() and "lenet" not in list_models()  # canonical names only
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", "--model", "lenet", "--dataset", "synthetic-mnist", "--epochs", 1, "--limit", 100, "-q",
+                    "--json")
+    assert result.exit_code == 0, result.stderr
+    run = Path(json.loads(result.stdout)["output"])
+    assert run == Path("runs/lenet5-synthetic-mnist")  # the run is named by the canonical name
+    manifest = ModelArchive.read_manifest(run / "model.axonml")
+    assert manifest["architecture"]["args"] == ["lenet5"] and manifest["metadata"]["input_shape"] == [1, 28, 28]
+    assert load_config(run / "config.toml").model.name == "lenet5"
+
+
 def test_every_optimizer_and_schedule_is_built_and_steps() -> None:
     cfg = TrainConfig()
     for name in OPTIMIZERS:
@@ -181,7 +216,7 @@ def test_early_stopping_amp_and_progress_bar(tmp_path: Path) -> None:
 def test_errors_are_one_line_with_exit_code_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cases = [
         (["--dataset", "mnistt"], "data.dataset must be one of"),
-        (["--model", "lenet", "--dataset", "synthetic-mnist"], "did you mean lenet5"),
+        (["--model", "lenet6", "--dataset", "synthetic-mnist"], "did you mean lenet5"),
         (["--model", "resnet18", "--dataset", "synthetic-mnist", "--limit", "10", "--device", "cuda:7"], "cuda:7"),
         ([*FAST, "--wandb"], "--wandb needs the wandb package"),
     ]
@@ -238,3 +273,71 @@ def test_mnist_from_shared_data_learns(shared_data: Path, tmp_path: Path, monkey
     assert find_data_root("cifar10", "") == shared_data / "cifar-10-batches-py"
     monkeypatch.chdir(tmp_path)  # the checkout axonml runs from is found from anywhere
     assert find_data_root("mnist", "").resolve() == (shared_data / "mnist").resolve()
+
+
+# ----- Weights & Biases, offline ---------------------------------------------------------------------------
+def wandb_records(path: Path) -> list[Any]:
+    """The records of a W&B run file (``run-<id>.wandb``): a LevelDB-style log of protobuf ``Record``s after a
+    7-byte header, in 32 KiB blocks of chunks (crc32, length, type: 1 full, 2 first, 3 middle, 4 last)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, block = path.read_bytes(), 32768
+    assert data[:4] == b":W&B", data[:8]
+    records, pos, parts = [], 7, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if kind == 0:
+            break
+        parts += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(parts)
+            records.append(record)
+            parts = b""
+    return records
+
+
+def wandb_key(item: Any) -> str:
+    """The name of a logged item: ``key``, or its ``nested_key`` path joined with '/'."""
+    return str(item.key or "/".join(item.nested_key))
+
+
+def test_wandb_logs_every_epoch_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    result = invoke("train", *FAST, "--epochs", 2, "--wandb", "--output", run, "--json")
+    assert result.exit_code == 0, result.stderr
+    json.loads(result.stdout)  # wandb wrote nothing on stdout
+    folders = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(folders) == 1, list((tmp_path / "wb").rglob("*"))
+    (run_file,) = folders[0].glob("run-*.wandb")
+    records = wandb_records(run_file)
+    history = [{wandb_key(item): json.loads(item.value_json) for item in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    ours = epochs_of(run)
+    assert len(history) == 2
+    for logged, epoch in zip(history, ours, strict=True):
+        assert logged["_step"] == epoch["step"]  # logged at the optimizer step
+        for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+            assert logged[key] == pytest.approx(epoch[key]), key
+    (config,) = [r.run.config for r in records if r.WhichOneof("record_type") == "run"]
+    settings = {wandb_key(item): json.loads(item.value_json) for item in config.update}
+    assert settings["model"]["name"] == "mlp" and settings["train"]["epochs"] == 2
+    # the same through train.py in a generated project, the run id kept in its checkpoints
+    assert invoke("new", tmp_path / "proj", "-t", "mlp").exit_code == 0
+    toml = tmp_path / "proj" / "axonml.toml"
+    toml.write_text(toml.read_text().replace("enabled = false", "enabled = true"))
+    env = {**os.environ, "WANDB_DIR": str(tmp_path / "wb2")}
+    done = subprocess.run([sys.executable, "train.py", "--epochs", "1", "--limit", "64"], cwd=tmp_path / "proj",
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (run_file,) = (tmp_path / "wb2" / "wandb").glob("offline-run-*/run-*.wandb")
+    logged = [r for r in wandb_records(run_file) if r.WhichOneof("record_type") == "history"]
+    assert len(logged) == 1 and "val_acc" in {wandb_key(item) for item in logged[0].history.item}

@@ -256,11 +256,12 @@ def build_model(name: str, kwargs: dict[str, Any]) -> tuple[Module, dict[str, An
     if ":" in name:
         model = ModelArchive.build({"class": name, "kwargs": kwargs})
         return model, {"config": kwargs}
-    if name.lower() not in list_models():
+    try:
+        builder = get_model_builder(name)  # aliases too: lenet -> lenet5
+    except ValueError:
         raise ValueError(f"unknown model {name!r}: a name from the model zoo ({', '.join(list_models()[:8])}, ...) "
-                         "or a class path such as axonml.nn:Linear")
-    key = name.lower()
-    builder = get_model_builder(key)
+                         "or a class path such as axonml.nn:Linear") from None
+    key = next(n for n in list_models() if get_model_builder(n) is builder)
     register_builder(key, builder)
     return builder(**kwargs), {"config": kwargs, "builder": key}
 

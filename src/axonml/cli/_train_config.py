@@ -1,9 +1,12 @@
 """The ``axonml train`` configuration: dataclasses, TOML reading and writing, CLI overrides.
 
-The schema (documented in docs/cli-train.md) has six tables: ``[model]`` (with
-``[model.args]``), ``[data]``, ``[optimizer]``, ``[scheduler]``, ``[train]`` and
-``[wandb]``. Every key has a default, unknown keys and wrong types are refused with
-one clear message, and command-line options override the file.
+The schema (documented in docs/cli-train.md) has seven tables: ``[project]``,
+``[model]`` (with ``[model.args]``), ``[data]``, ``[optimizer]``, ``[scheduler]``,
+``[train]`` and ``[wandb]``. Every key has a default, unknown keys and wrong types are
+refused with one clear message, and command-line options override the file. Relative
+paths in a file (``data.root``, ``train.output``, ``imagefolder:PATH``) are relative to
+the file's folder; ``axonml new``/``init``/``scaffold`` write their ``axonml.toml`` in
+this schema.
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ from ._app import CommandError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "lamb", "lion")
 SCHEDULERS = ("none", "cosine", "step", "onecycle")
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "synthetic-mnist", "synthetic-cifar", "imagefolder:PATH")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "digits", "synthetic-mnist", "synthetic-cifar",
+            "imagefolder:PATH")
+
+
+@dataclass
+class ProjectConfig:
+    """``[project]``: what ``axonml new``/``init``/``scaffold`` record about the project (not used in training)."""
+
+    name: str = ""
+    template: str = ""
 
 
 @dataclass
@@ -100,6 +112,7 @@ class WandbConfig:
 class TrainConfig:
     """The whole configuration of a run."""
 
+    project: ProjectConfig = field(default_factory=ProjectConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -211,7 +224,26 @@ def load_config(path: str | Path | None) -> TrainConfig:
         raw = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CommandError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'TOML'} ({e})") from None
-    return TrainConfig.from_dict(raw, str(p))
+    cfg = TrainConfig.from_dict(raw, str(p))
+    resolve_paths(cfg, p.parent)
+    return cfg
+
+
+def resolve_paths(cfg: TrainConfig, base: Path) -> None:
+    """Make the relative paths of a config file (``data.root``, ``train.output``, ``imagefolder:PATH``)
+    relative to ``base``, the file's folder, as absolute paths; empty ones keep their defaults."""
+
+    def absolute(text: str) -> str:
+        path = Path(text).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
+
+    d = cfg.data
+    if d.root:
+        d.root = absolute(d.root)
+    if cfg.train.output:
+        cfg.train.output = absolute(cfg.train.output)
+    if d.dataset.startswith("imagefolder:") and d.dataset.split(":", 1)[1]:
+        d.dataset = "imagefolder:" + absolute(d.dataset.split(":", 1)[1])
 
 
 # ----- a small TOML writer (tomllib only reads) ---------------------------------------------------------

@@ -19,7 +19,7 @@ from ..io import ModelArchive, register_builder
 from ..io import load as load_file
 from ..io._common import SerializationError
 from ..nn import Module
-from ..vision.models import get_model, get_model_builder
+from ..vision.models import get_model, get_model_builder, list_models
 from ._app import CommandError
 from ._train_data import InputSpec
 
@@ -33,6 +33,18 @@ def build_vision_model(model_name: str, **kwargs: Any) -> Module:
 
 
 register_builder(BUILDER, build_vision_model)
+
+
+def canonical_model_name(name: str) -> str:
+    """The registry's own name of model ``name`` (``"lenet"`` -> ``"lenet5"``, case folded); CommandError
+    naming close matches when there is no such model."""
+    try:
+        builder = get_model_builder(name)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    if name.lower() in list_models():
+        return name.lower()
+    return next((n for n in list_models() if get_model_builder(n) is builder), name.lower())
 
 
 def model_kwargs(name: str, spec: InputSpec, user_args: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ output folder, Weights & Biases, and the progress display."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -111,14 +112,23 @@ def prepare_output(cfg: TrainConfig, force: bool) -> Path:
     return out
 
 
-def start_wandb(cfg: TrainConfig, output: Path, run_id: str | None = None) -> Any:
-    """A Weights & Biases run (resuming ``run_id``); CommandError when ``wandb`` is not installed."""
+def start_wandb(cfg: TrainConfig, output: Path, run_id: str | None = None, quiet: bool = False) -> Any:
+    """A Weights & Biases run (resuming ``run_id``), its files in ``$WANDB_DIR/wandb`` when that is set, else
+    in ``OUTPUT/wandb``; ``quiet`` silences wandb's own messages. CommandError when ``wandb`` is not installed
+    or cannot start."""
     try:
         import wandb
     except ImportError:
         raise CommandError("--wandb needs the wandb package: pip install wandb") from None
-    return wandb.init(project=cfg.wandb.project, name=cfg.wandb.name or None, config=cfg.to_dict(),
-                      dir=str(output), id=run_id, resume="allow" if run_id else None)
+    folder = os.environ.get("WANDB_DIR") or str(output)
+    Path(folder).mkdir(parents=True, exist_ok=True)  # wandb warns about a folder that does not exist yet
+    try:
+        return wandb.init(project=cfg.wandb.project, name=cfg.wandb.name or None, config=cfg.to_dict(),
+                          dir=folder, id=run_id, resume="allow" if run_id else None,
+                          settings=wandb.Settings(silent=True) if quiet else None)
+    except Exception as e:  # wandb raises its own error types (no login, no network, bad settings)
+        raise CommandError(f"wandb could not start a run ({type(e).__name__}: {e}); WANDB_MODE=offline logs "
+                           "without an account") from None
 
 
 def stdout_console() -> Console:

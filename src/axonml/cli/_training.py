@@ -17,8 +17,6 @@ ends the run with exit code 130; a second one aborts at once.
 from __future__ import annotations
 
 import json
-import math
-import random
 import signal
 import threading
 import time
@@ -29,18 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from ..amp import GradScaler, autocast
-from ..core.random import Generator, manual_seed
+from ..amp import autocast
+from ..core.random import Generator
 from ..data import DataLoader
-from ..io import Checkpoint, CheckpointManager, ModelArchive
+from ..io import Checkpoint, CheckpointManager, atomic_write
 from ..io import load as load_file
 from ..nn.functional import cross_entropy
 from ..nn.utils import clip_grad_norm_
 from ._train_config import TrainConfig
-from ._train_data import DataBundle, load_data
 from ._train_eval import loss_and_accuracy, run_inference
-from ._train_models import BUILDER, create_model
-from ._train_setup import Reporter, make_optimizer, make_scheduler, resolve_device, start_wandb
+from ._train_run import build_run, write_model_archive
+from ._train_setup import Reporter, start_wandb
 
 EXIT_INTERRUPTED = 130  # the shell's code for "ended by SIGINT"
 
@@ -117,38 +114,44 @@ class Trainer:
     # ----- setup -------------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg, t = self.cfg, self.cfg.train
-        self.device = resolve_device(t.device)
-        manual_seed(t.seed)
-        np.random.seed(t.seed % 2**32)
-        random.seed(t.seed)
-        d = cfg.data
-        self.data: DataBundle = load_data(d.dataset, d.root, model=cfg.model.name, val_split=d.val_split,
-                                          limit=d.limit, seed=t.seed, download=d.download, image_size=d.image_size,
-                                          fallback=d.fallback)
-        self.model, self.model_kwargs = create_model(cfg.model.name, self.data.spec, cfg.model.args)
-        self.model.to(self.device)
-        self.optimizer = make_optimizer(cfg, self.model.parameters())
-        self.n_train = len(self.data.train)  # type: ignore[arg-type]
-        self.steps_per_epoch = math.ceil(self.n_train / d.batch_size)
         self.state.planned_epochs = self.state.planned_epochs or t.epochs
-        self.scheduler = make_scheduler(cfg, self.optimizer, self.steps_per_epoch, self.state.planned_epochs)
+        self.run = run = build_run(cfg, self.state.planned_epochs)
+        self.device, self.data, self.model, self.model_kwargs = run.device, run.data, run.model, run.model_kwargs
+        self.optimizer, self.scheduler, self.scaler, self.meta = run.optimizer, run.scheduler, run.scaler, run.meta
+        self.n_train, self.steps_per_epoch = run.n_train, run.steps_per_epoch
         self.amp = t.amp
-        self.scaler = GradScaler("cuda") if t.amp and self.device.type == "cuda" else None
         self.manager = CheckpointManager(self.output / "checkpoints", keep_last=2, keep_best=1, metric="val_acc",
                                          mode="max")
         self.checkpoint = Checkpoint(self.model, self.optimizer, self.scheduler, self.scaler)
-        self.meta = {
-            "task": "image-classification", "model": cfg.model.name, "model_kwargs": self.model_kwargs,
-            "builder": BUILDER, **self.data.spec.to_meta(), **self.data.info, "val_source": self.data.val_source,
-        }
         if self.resume_state is not None:
             self.checkpoint.load_state_dict(self.resume_state)  # weights, optimizer, schedule, RNG states
+            self._trim_metrics()
 
     # ----- checkpoints and records -------------------------------------------------------------
     def _save(self, metrics: dict[str, Any]) -> Path:
         self.checkpoint.epoch, self.checkpoint.metrics = self.state.epoch, dict(metrics)
         self.checkpoint.extra = {"config": self.cfg.to_dict(), "meta": self.meta, "loop": asdict(self.state)}
         return self.manager.save(self.checkpoint, step=self.state.step)
+
+    def _trim_metrics(self) -> None:
+        """Drop metrics.jsonl records newer than the checkpoint being resumed, and a torn last line.
+
+        An epoch's record is written just before its checkpoint; a kill between the two (or resuming an
+        older checkpoint) would otherwise leave records of steps that the resumed run trains again.
+        """
+        path = self.output / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by the kill
+            if int(record.get("step", 0)) <= self.state.step:
+                kept.append(line + "\n")
+        with atomic_write(path) as f:
+            f.write("".join(kept).encode("utf-8"))
 
     def _record(self, record: dict[str, Any]) -> None:
         with open(self.output / "metrics.jsonl", "a", encoding="utf-8") as f:
@@ -227,7 +230,7 @@ class Trainer:
     def fit(self) -> RunResult:
         """Train until ``train.epochs`` (or early stopping, or Ctrl-C); returns how the run ended."""
         if self.cfg.wandb.enabled:
-            self.wandb_run = start_wandb(self.cfg, self.output, self.state.wandb_id or None)
+            self.wandb_run = start_wandb(self.cfg, self.output, self.state.wandb_id or None, self.reporter.quiet)
             self.state.wandb_id = str(getattr(self.wandb_run, "id", "") or "")
         self._setup()
         st, t = self.state, self.cfg.train
@@ -278,13 +281,7 @@ class Trainer:
         best = self.manager.best
         if best is not None:
             self.model.load_state_dict(load_file(best, map_location="cpu")["model"])
-        metrics = {"val_acc": self.state.best_acc, "epoch": self.state.best_epoch}
-        path = self.output / "model.axonml"
-        ModelArchive.save(path, self.model, name=f"{self.cfg.model.name}-{self.cfg.data.dataset.split(':')[0]}",
-                          config=self.model_kwargs, builder=BUILDER, args=[self.cfg.model.name],
-                          metadata={**self.meta, "epoch": self.state.best_epoch, "config": self.cfg.to_dict()},
-                          metrics=metrics)
-        return path
+        return write_model_archive(self.output / "model.axonml", self.run, self.state.best_epoch, self.state.best_acc)
 
     def _result(self, status: str, last: dict[str, Any], *, model_path: Path | None = None,
                 checkpoint: Path | None = None) -> RunResult:

@@ -13,7 +13,6 @@ pool (``max_memory_allocated``) on CUDA.
 
 from __future__ import annotations
 
-import difflib
 import math
 import time
 import tracemalloc
@@ -32,10 +31,11 @@ from ..core.tensor import Tensor
 from ..io import ModelArchive
 from ..nn import Conv1d, Conv2d, Conv3d, Embedding, Linear, Module
 from ..ops.random import randint, randn
-from ..vision.models import get_model_builder, list_models
-from ._app import app, emit_json, fail, handle_errors
+from ..vision.models import get_model_builder
+from ._app import CommandError, app, emit_json, fail, handle_errors
 from ._config import get_default_device
 from ._hardware import hardware_report, print_hardware
+from ._train_models import canonical_model_name
 
 bench_app = typer.Typer(
     name="bench",
@@ -64,12 +64,11 @@ def load_model(spec: str, num_classes: int | None = None) -> tuple[Module, dict[
         return archive.model, {"name": archive.name or path.stem, "source": str(path),
                                "input_shape": list(shape) if isinstance(shape, list | tuple) else None}
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    names = list_models()
-    if spec.lower() not in names:
-        close = difflib.get_close_matches(spec.lower(), names, n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else f"registry models: {', '.join(names)}"
-        fail(f"{spec}: no such file or registry model; {hint}")
-    return get_model_builder(spec)(**kwargs), {"name": spec.lower(), "source": "registry", "input_shape": None}
+    try:
+        name = canonical_model_name(spec)  # aliases too: lenet -> lenet5
+    except CommandError as e:
+        fail(f"{spec}: no such file or registry model; {e}")
+    return get_model_builder(name)(**kwargs), {"name": name, "source": "registry", "input_shape": None}
 
 
 def parse_shape(text: str) -> list[int]:

@@ -22,8 +22,8 @@ from ._app import app
 
 
 def main() -> None:
-    """Run the ``axonml`` command line."""
-    app()
+    """Run the ``axonml`` command line (named ``axonml`` also under ``python -m``, for shell completion)."""
+    app(prog_name="axonml")
 
 
 if __name__ == "__main__":

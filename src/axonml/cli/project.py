@@ -1,18 +1,19 @@
 """``axonml new``, ``axonml init``, ``axonml scaffold``: generate a training project that trains as generated.
 
-A project is ``axonml.toml`` (every setting), ``train.py`` (the loop: axonml's nn,
-optim, data and io.CheckpointManager, with --resume), ``model.py`` (the network),
-``dataset.py`` (the data), ``README.md``, ``.gitignore`` and the folders ``data/``
-and ``checkpoints/``. Templates:
+A project is ``axonml.toml`` (every setting, in the ``axonml train`` schema of
+docs/cli-train.md, so ``axonml train axonml.toml`` takes it as it is), ``train.py``
+(the same run as a plain loop to edit: axonml's data, nn, optim, amp and
+io.CheckpointManager, with --resume), ``README.md``, ``.gitignore`` and the folders
+``data/`` and ``checkpoints/``. The templates pick the model and its size:
 
-* ``mlp``, ``cnn``, ``resnet``: image classifiers on axonml.vision.datasets
-  (SyntheticMNIST / SyntheticCIFAR by default, real MNIST, Fashion-MNIST or CIFAR-10
-  by changing ``[data] dataset``);
-* ``transformer``: a TransformerEncoder classifier on a synthetic sequence task with
-  a rule to learn (the label is the sequence's majority token).
+* ``mlp``: ``mlp`` (a multilayer perceptron) on SyntheticMNIST;
+* ``cnn``: ``simple_cnn`` (conv blocks and a two-layer head) on SyntheticMNIST;
+* ``resnet``: ``resnet18`` (with the small-image stem) on SyntheticCIFAR;
+* ``transformer``: ``vit_tiny`` shrunk to 4 layers of width 64 (a Vision Transformer) on SyntheticMNIST.
 
-The files come from ``templates/`` beside this module (package data). Existing
-files are never overwritten unless ``--force`` is given.
+Each trains as generated, offline; ``[data] dataset`` switches to real data (MNIST,
+CIFAR-10, an image folder, ...). The files come from ``templates/`` beside this
+module (package data). Existing files are never overwritten unless ``--force`` is given.
 """
 
 from __future__ import annotations
@@ -44,41 +45,28 @@ class TemplateName(str, Enum):
 
 @dataclass(frozen=True)
 class ProjectTemplate:
-    """What differs between templates: the model, the data kind, defaults and the README's words."""
+    """What differs between templates: the README's words and the defaults of axonml.toml."""
 
     description: str
     model_summary: str
-    data_kind: str  # "image" or "sequence": which dataset.py and [data] table
-    dataset: str  # image templates: the default [data] dataset
-    lr: str
-    epochs: str
-
-    @property
-    def data_summary(self) -> str:
-        if self.data_kind == "sequence":
-            return "a synthetic sequence task, the label is the majority token (`[data]` sets its sizes)"
-        return "an axonml.vision dataset as normalized tensors (`[data] dataset` picks it)"
-
-    @property
-    def data_hint(self) -> str:
-        if self.data_kind == "sequence":
-            return "Put your own token sequences in `dataset.py`: `load_data` returns (N, T) int64 ids and labels."
-        return ('For real data set `dataset = "mnist"` (or `fashion-mnist`, `cifar10`) in `axonml.toml` and put '
-                "its files in `data/` (or set `download = true`).")
+    dataset: str  # [data] dataset
+    limit: int  # [data] limit: keeps the larger models' first run short on a CPU
+    lr: str  # [optimizer] lr
+    epochs: int  # [train] epochs
 
 
 TEMPLATES: dict[str, ProjectTemplate] = {
     "mlp": ProjectTemplate("a multilayer perceptron classifying images.",
-                           "a multilayer perceptron on flattened images", "image", "synthetic-mnist", "0.001", "5"),
+                           "`mlp`: a multilayer perceptron on the flattened image", "synthetic-mnist", 0, "0.001", 5),
     "cnn": ProjectTemplate("a convolutional network classifying images.",
-                           "conv blocks (conv, BatchNorm, ReLU, max-pool) and a two-layer classifier", "image",
-                           "synthetic-mnist", "0.001", "5"),
-    "resnet": ProjectTemplate("a small residual network classifying images.",
-                              "a small ResNet (basic blocks, global average pooling)", "image", "synthetic-cifar",
-                              "0.001", "5"),
-    "transformer": ProjectTemplate("a Transformer encoder classifying token sequences.",
-                                   "a TransformerEncoder with learned positions and mean pooling", "sequence", "",
-                                   "0.003", "10"),
+                           "`simple_cnn`: conv blocks (conv, BatchNorm, ReLU, max-pool) and a two-layer head",
+                           "synthetic-mnist", 0, "0.001", 5),
+    "resnet": ProjectTemplate("a residual network classifying images.",
+                              "`resnet18`: a ResNet-18, with the 3x3 stem of small images", "synthetic-cifar", 1000,
+                              "0.001", 5),
+    "transformer": ProjectTemplate("a Vision Transformer classifying images.",
+                                   "`vit_tiny` made small: 4x4 patches, 4 encoder layers of width 64, 4 heads",
+                                   "synthetic-mnist", 0, "0.001", 5),
 }
 
 
@@ -94,15 +82,13 @@ def render_project(template: str, name: str, command: str) -> dict[str, str]:
     """Every file of a new project: relative path -> text."""
     t = TEMPLATES[template]
     values = {"name": name, "template": template, "version": __version__, "command": command,
-              "description": t.description, "model_summary": t.model_summary, "data_summary": t.data_summary,
-              "data_hint": t.data_hint, "dataset": t.dataset, "lr": t.lr, "epochs": t.epochs}
-    data_toml = "image/data.toml.tmpl" if t.data_kind == "image" else "sequence/data.toml.tmpl"
-    toml_parts = ["common/header.toml.tmpl", f"{template}/model.toml.tmpl", data_toml, "common/training.toml.tmpl"]
+              "description": t.description, "model_summary": t.model_summary, "dataset": t.dataset,
+              "limit": str(t.limit), "lr": t.lr, "epochs": str(t.epochs)}
+    toml_parts = ["common/header.toml.tmpl", f"{template}/model.toml.tmpl", "common/data.toml.tmpl",
+                  "common/training.toml.tmpl"]
     return {
         "axonml.toml": "\n".join(Template(_read(p)).substitute(values).strip("\n") + "\n" for p in toml_parts),
         "train.py": _read("common/train.py.tmpl"),
-        "model.py": _read(f"{template}/model.py.tmpl"),
-        "dataset.py": _read(f"{t.data_kind}/dataset.py.tmpl"),
         "README.md": Template(_read("common/README.md.tmpl")).substitute(values),
         ".gitignore": _read("common/gitignore.tmpl"),
         "data/.gitkeep": "",
@@ -144,7 +130,7 @@ def _report(target: Path, template: str, files: list[str], as_json: bool, cd: bo
     typer.echo(f"created a {template} project in {target}: {', '.join(f for f in files if '/' not in f)}, "
                f"{'/, '.join(FOLDERS)}/")
     step = f"cd {target} && python train.py" if cd else "python train.py"
-    typer.echo(f"next: {step}   (or `python train.py --epochs 1 --limit 256` for a quick check)")
+    typer.echo(f"next: {step}   (or `axonml train axonml.toml`; `--epochs 1 --limit 256` for a quick check)")
 
 
 TEMPLATE_OPT = typer.Option(TemplateName.cnn, "--template", "-t", help="The project template.")
@@ -185,6 +171,6 @@ def init(template: TemplateName = TEMPLATE_OPT, name: str | None = NAME_OPT, for
 def scaffold(directory: Path = DIR_ARG,
              template: TemplateName = TEMPLATE_OPT, name: str | None = NAME_OPT, force: bool = FORCE_OPT,
              as_json: bool = JSON_OPT) -> None:
-    """Generate axonml.toml, train.py, model.py, dataset.py, data/, checkpoints/, .gitignore and README.md in DIR."""
+    """Generate axonml.toml, train.py, data/, checkpoints/, .gitignore and README.md in DIR."""
     files = write_project(directory, template.value, _project_name(name, directory), "scaffold", force)
     _report(directory, template.value, files, as_json, cd=directory.resolve() != Path.cwd())

@@ -2,6 +2,11 @@
 
 Exit codes: 0 the run completed (or stopped early), 1 an error (one line on
 stderr), 2 bad usage, 130 interrupted by Ctrl-C after saving a resumable checkpoint.
+
+The building blocks are public here for the ``train.py`` that ``axonml new`` writes:
+:func:`load_config` (the schema of docs/cli-train.md), :func:`build_run` (the seeded
+data, model, optimizer and schedule of a configuration), :func:`write_model_archive`,
+:func:`start_wandb` and :class:`CommandError`.
 """
 
 from __future__ import annotations
@@ -18,13 +23,18 @@ from ..io import load as load_file
 from ..io._common import SerializationError
 from ._app import CommandError, app, emit_json, fail, handle_errors
 from ._train_config import OPTIMIZERS, SCHEDULERS, TrainConfig, load_config
-from ._train_setup import Reporter, prepare_output
+from ._train_models import canonical_model_name
+from ._train_run import RunParts, build_run, write_model_archive
+from ._train_setup import Reporter, prepare_output, start_wandb
 from ._training import EXIT_INTERRUPTED, RunResult, Trainer
+
+__all__ = ["CommandError", "RunParts", "TrainConfig", "build_run", "load_config", "resume", "start_wandb", "train",
+           "write_model_archive"]
 
 CONFIG_ARG = typer.Argument(None, help="A TOML config file (schema: docs/cli-train.md); options override it.")
 CHECKPOINT_ARG = typer.Argument(..., help="A checkpoint file, or a run folder (its latest checkpoint).")
 F = TypeVar("F", bound=Callable[..., Any])
-_DATASET_HELP = "mnist, fashion-mnist, cifar10, cifar100, synthetic-mnist, synthetic-cifar or imagefolder:PATH."
+_DATASET_HELP = "mnist, fashion-mnist, cifar10, cifar100, digits, synthetic-mnist, synthetic-cifar or imagefolder:PATH."
 
 
 def exit_code(fn: F) -> F:
@@ -71,7 +81,7 @@ def _run(trainer: Trainer, reporter: Reporter, as_json: bool) -> int:
 def train(
     config: Path | None = CONFIG_ARG,
     model: str | None = typer.Option(None, "--model", "-m", help="Model name from axonml.vision.models "
-                                     "(lenet5, mlp, simple_cnn, resnet18, ...)."),
+                                     "(lenet5 alias lenet, mlp, simple_cnn, resnet18, vit_tiny, ...)."),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help=_DATASET_HELP),
     data_root: str | None = typer.Option(None, "--data-root", help="Folder holding the dataset's files "
                                          "(default: ../shared/data/<name> if present, else $AXONML_HOME/datasets)."),
@@ -111,8 +121,9 @@ def train(
         "train.patience": patience, "data.limit": limit, "data.val_split": val_split, "wandb.enabled": wandb,
         "data.fallback": False if no_fallback else None,
     })
+    cfg.model.name = canonical_model_name(cfg.model.name)  # lenet -> lenet5, before it names the run folder
     out = prepare_output(cfg, force)
-    cfg.train.output = str(out)
+    cfg.train.output = str(out.resolve())  # config.toml's paths are relative to its own folder
     (out / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
     reporter = Reporter(quiet)
     return _run(Trainer(cfg, out, reporter), reporter, as_json)

@@ -14,10 +14,15 @@ from typing import Any
 
 # (B, C, S0, S1, S2) input, kernel K, output O, stride, dilation, leading zero padding P:
 # column row = c * nk + (k0 * K1 + k1) * K2 + k2, column = ((b * O0 + o0) * O1 + o1) * O2 + o2.
-_PARAMS = ("int32 C, int32 S0, int32 S1, int32 S2, int32 K0, int32 K1, int32 K2, int32 O0, int32 O1, int32 O2, "
-           "int32 st0, int32 st1, int32 st2, int32 d0, int32 d1, int32 d2, int32 p0, int32 p1, int32 p2")
+# The geometry travels as one small int32 device array (cached per geometry): CuPy spends
+# ~1 us of CPU time per scalar kernel argument, and these kernels would take 20.
+_GEOMETRY = """
+    const int B = g[0], C = g[1], S0 = g[2], S1 = g[3], S2 = g[4], K0 = g[5], K1 = g[6], K2 = g[7];
+    const int O0 = g[8], O1 = g[9], O2 = g[10], st0 = g[11], st1 = g[12], st2 = g[13];
+    const int d0 = g[14], d1 = g[15], d2 = g[16], p0 = g[17], p1 = g[18], p2 = g[19];
+"""
 
-_IM2COL = """
+_IM2COL = _GEOMETRY + """
     const IDX j = (IDX)i;
     const IDX M = (IDX)B * O0 * O1 * O2;
     const IDX row = j / M, m = j % M;
@@ -34,7 +39,7 @@ _IM2COL = """
     }
 """
 
-_COL2IM = """
+_COL2IM = _GEOMETRY + """
     const IDX j = (IDX)i;
     const int s2 = j % S2, s1 = (j / S2) % S1, s0 = (j / ((IDX)S2 * S1)) % S0;
     const IDX bc = j / ((IDX)S2 * S1 * S0);
@@ -62,22 +67,21 @@ _COL2IM = """
 """
 
 _KERNELS: dict[str, Any] = {}
+_GEOMETRIES: dict[tuple[int, ...], Any] = {}
 
 
-def _kernel(name: str) -> Any:
-    """The compiled kernel ``name`` (built on first use: CuPy is imported only when a GPU is used)."""
+def _kernel(xp: Any, name: str) -> Any:
+    """The compiled kernel ``name`` (built on first use; ``xp`` is the CuPy module)."""
     k = _KERNELS.get(name)
     if k is None:
-        import cupy
-
         op, idx, *acc = name.split("_")  # im2col_<index type>, col2im_<index type>_<accumulator type>
         ctype = {"i32": "int", "i64": "long long"}[idx]
         if op == "im2col":
-            k = cupy.ElementwiseKernel(f"raw T x, int32 B, {_PARAMS}", "T col", _IM2COL.replace("IDX", ctype),
+            k = xp.ElementwiseKernel("raw T x, raw int32 g", "T col", _IM2COL.replace("IDX", ctype),
                                        f"axonml_{name}")
         else:
             body = _COL2IM.replace("IDX", ctype).replace("ACC", acc[0])
-            k = cupy.ElementwiseKernel(f"raw T dcol, int32 B, {_PARAMS}", "T dx", body, f"axonml_{name}")
+            k = xp.ElementwiseKernel("raw T dcol, raw int32 g", "T dx", body, f"axonml_{name}")
         _KERNELS[name] = k
     return k
 
@@ -87,37 +91,40 @@ def _index_type(*arrays: Any) -> str:
     return "i32" if max(a.size for a in arrays) < 2**31 else "i64"
 
 
-def _args(batch: int, channels: int, size: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...],
-          stride: tuple[int, ...], dilation: tuple[int, ...], pad: tuple[int, ...]) -> tuple[int, ...]:
+def _geometry(xp: Any, batch: int, channels: int, size: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...],
+              stride: tuple[int, ...], dilation: tuple[int, ...], pad: tuple[int, ...]) -> Any:
+    """The kernels' int32 geometry array on the current device, spatial dims padded to three."""
     def three(t: tuple[int, ...], fill: int) -> tuple[int, ...]:
         return (fill,) * (3 - len(t)) + tuple(t)
 
-    return (batch, channels, *three(size, 1), *three(kernel, 1), *three(out, 1), *three(stride, 1),
-            *three(dilation, 1), *three(pad, 0))
+    key = (xp.cuda.runtime.getDevice(), batch, channels, *three(size, 1), *three(kernel, 1), *three(out, 1),
+           *three(stride, 1), *three(dilation, 1), *three(pad, 0))
+    g = _GEOMETRIES.get(key)
+    if g is None:
+        if len(_GEOMETRIES) > 1024:  # a bound for programs that sweep shapes
+            _GEOMETRIES.clear()
+        g = _GEOMETRIES[key] = xp.asarray(key[1:], dtype=xp.int32)
+    return g
 
 
-def im2col(x: Any, kernel: tuple[int, ...], out: tuple[int, ...], stride: tuple[int, ...],
+def im2col(xp: Any, x: Any, kernel: tuple[int, ...], out: tuple[int, ...], stride: tuple[int, ...],
            dilation: tuple[int, ...], pad: tuple[int, ...]) -> Any:
-    """Columns (C * prod(K), B * prod(O)) of a (B, C, *S) CuPy array (1 to 3 spatial dims)."""
-    import cupy
-
+    """Columns (C * prod(K), B * prod(O)) of a (B, C, *S) CuPy array (1 to 3 spatial dims); ``xp`` is CuPy."""
     B, C = x.shape[:2]
     nk, m = 1, B
     for k, o in zip(kernel, out):
         nk, m = nk * k, m * o
-    col = cupy.empty((C * nk, m), x.dtype)
-    args = _args(B, C, tuple(x.shape[2:]), kernel, out, stride, dilation, pad)
-    _kernel(f"im2col_{_index_type(col, x)}")(cupy.ascontiguousarray(x), *args, col)
+    col = xp.empty((C * nk, m), x.dtype)
+    g = _geometry(xp, B, C, tuple(x.shape[2:]), kernel, out, stride, dilation, pad)
+    _kernel(xp, f"im2col_{_index_type(col, x)}")(xp.ascontiguousarray(x), g, col)
     return col
 
 
-def col2im(dcol: Any, batch: int, channels: int, size: tuple[int, ...], kernel: tuple[int, ...],
+def col2im(xp: Any, dcol: Any, batch: int, channels: int, size: tuple[int, ...], kernel: tuple[int, ...],
            out: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...], pad: tuple[int, ...]) -> Any:
     """The adjoint of ``im2col``: (C * prod(K), B * prod(O)) columns summed into a new (B, C, *size) array."""
-    import cupy
-
-    dx = cupy.empty((batch, channels, *size), dcol.dtype)
-    acc = "double" if dcol.dtype == cupy.float64 else "float"
-    args = _args(batch, channels, size, kernel, out, stride, dilation, pad)
-    _kernel(f"col2im_{_index_type(dcol, dx)}_{acc}")(cupy.ascontiguousarray(dcol), *args, dx)
+    dx = xp.empty((batch, channels, *size), dcol.dtype)
+    acc = "double" if dcol.dtype == xp.float64 else "float"
+    g = _geometry(xp, batch, channels, size, kernel, out, stride, dilation, pad)
+    _kernel(xp, f"col2im_{_index_type(dcol, dx)}_{acc}")(xp.ascontiguousarray(dcol), g, dx)
     return dx

@@ -77,71 +77,61 @@ extern "C" __global__ void axonml_bn_grad_sums(const T* g, const T* x, const T* 
 _KERNELS: dict[str, Any] = {}
 
 
-def _build(name: str) -> Any:
-    import cupy
-
+def _build(xp: Any, name: str) -> Any:
     per_c = "T m, T r"  # broadcast as (1, C, 1)
     if name.startswith("reduce_"):  # reduce_float / reduce_double
         ctype = name.split("_")[1]
         src = _REDUCE.replace("THREADS", str(_THREADS)).replace("T ", f"{ctype} ").replace("T* ", f"{ctype}* ")
-        return cupy.RawModule(code=src.replace("(T)", f"({ctype})"))
+        return xp.RawModule(code=src.replace("(T)", f"({ctype})"))
     if name == "normalize":
-        return cupy.ElementwiseKernel(f"T x, {per_c}, T w, T b", "T y", "y = (x - m) * r * w + b",
+        return xp.ElementwiseKernel(f"T x, {per_c}, T w, T b", "T y", "y = (x - m) * r * w + b",
                                       "axonml_bn_normalize")
     if name == "grad_input":
-        return cupy.ElementwiseKernel(
+        return xp.ElementwiseKernel(
             f"T g, T x, {per_c}, T w, T sg, T sgx, T inv_n", "T dx",
             "dx = (g - ((x - m) * r) * (sgx * inv_n) - sg * inv_n) * (r * w)", "axonml_bn_grad_input")
     raise KeyError(name)
 
 
-def _kernel(name: str) -> Any:
+def _kernel(xp: Any, name: str) -> Any:
     k = _KERNELS.get(name)
     if k is None:
-        k = _KERNELS[name] = _build(name)
+        k = _KERNELS[name] = _build(xp, name)
     return k
-
-
-def _contiguous(a: Any) -> Any:
-    import cupy
-
-    return cupy.ascontiguousarray(a)
 
 
 def _c(a: Any) -> Any:
     return a.reshape(1, -1, 1)
 
 
-def _per_channel(name: str, x3: Any, *arrays: Any, scalars: tuple[Any, ...] = (), outputs: int) -> list[Any]:
+def _per_channel(xp: Any, name: str, x3: Any, *arrays: Any, scalars: tuple[Any, ...] = (), outputs: int) -> list[Any]:
     """Launch the block-per-channel kernel ``name`` on contiguous (N, C, L) arrays; returns its (C,) outputs."""
-    import cupy
-
     n, c, length = x3.shape
-    ctype = "double" if x3.dtype == cupy.float64 else "float"
-    outs = [cupy.empty(c, x3.dtype) for _ in range(outputs)]
-    fn = _kernel(f"reduce_{ctype}").get_function(name)
-    ints = (cupy.int32(n), cupy.int32(c), cupy.int32(length))
+    ctype = "double" if x3.dtype == xp.float64 else "float"
+    outs = [xp.empty(c, x3.dtype) for _ in range(outputs)]
+    fn = _kernel(xp, f"reduce_{ctype}").get_function(name)
+    ints = (xp.int32(n), xp.int32(c), xp.int32(length))
     fn((c,), (_THREADS,), (*arrays, *outs, *ints, *scalars))
     return outs
 
 
-def forward(x3: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any, Any]:
+def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any, Any]:
     """(y, mean, biased var, 1/sqrt(var + eps)) of an (N, C, L) array; weight/bias (C,) or None."""
-    x3 = _contiguous(x3)
-    mean, var, rstd = _per_channel("axonml_bn_stats", x3, x3, scalars=(x3.dtype.type(eps),), outputs=3)
+    x3 = xp.ascontiguousarray(x3)
+    mean, var, rstd = _per_channel(xp, "axonml_bn_stats", x3, x3, scalars=(x3.dtype.type(eps),), outputs=3)
     w = x3.dtype.type(1) if weight is None else _c(weight)
     b = x3.dtype.type(0) if bias is None else _c(bias)
-    y = _kernel("normalize")(x3, _c(mean), _c(rstd), w, b)
+    y = _kernel(xp, "normalize")(x3, _c(mean), _c(rstd), w, b)
     return y, mean, var, rstd
 
 
-def backward(g3: Any, x3: Any, mean: Any, rstd: Any, weight: Any, n: int,
+def backward(xp: Any, g3: Any, x3: Any, mean: Any, rstd: Any, weight: Any, n: int,
              need_x: bool) -> tuple[Any, Any, Any]:
     """(sum of g, sum of g * xhat, dx or None) per channel, for (N, C, L) arrays ``g3`` and ``x3``."""
-    g3, x3 = _contiguous(g3), _contiguous(x3)
-    sum_g, sum_gx = _per_channel("axonml_bn_grad_sums", x3, g3, x3, mean, rstd, outputs=2)
+    g3, x3 = xp.ascontiguousarray(g3), xp.ascontiguousarray(x3)
+    sum_g, sum_gx = _per_channel(xp, "axonml_bn_grad_sums", x3, g3, x3, mean, rstd, outputs=2)
     if not need_x:
         return sum_g, sum_gx, None
     w = x3.dtype.type(1) if weight is None else _c(weight)
-    dx = _kernel("grad_input")(g3, x3, _c(mean), _c(rstd), w, _c(sum_g), _c(sum_gx), x3.dtype.type(1.0 / n))
+    dx = _kernel(xp, "grad_input")(g3, x3, _c(mean), _c(rstd), w, _c(sum_g), _c(sum_gx), x3.dtype.type(1.0 / n))
     return sum_g, sum_gx, dx

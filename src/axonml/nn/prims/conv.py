@@ -153,7 +153,7 @@ class _Plan:
         M = self.M
         g = self.geom
         if self.fused:
-            return _conv_cuda.im2col(x, self.K, self.O, g.stride, g.dilation, self.lo)
+            return _conv_cuda.im2col(xp, x, self.K, self.O, g.stride, g.dilation, self.lo)
         if self.grid:
             buf = self._padded_cm(xp, x, self.tail)
             if self.nk == 1:
@@ -200,7 +200,7 @@ class _Plan:
         C, M = channels, self.M
         g = self.geom
         if self.fused:
-            return _conv_cuda.col2im(dcol, self.B, C, self.S, self.K, self.O, g.stride, g.dilation, self.lo)
+            return _conv_cuda.col2im(xp, dcol, self.B, C, self.S, self.K, self.O, g.stride, g.dilation, self.lo)
         if self.grid:
             flat = xp.zeros((C, M + self.tail), dcol.dtype)
             d3 = dcol.reshape(C, self.nk, M)

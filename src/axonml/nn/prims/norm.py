@@ -181,7 +181,7 @@ class BatchNorm(Primitive):
         if xp is not np:
             w_c = None if weight is None else as_compute(weight, ct)
             b_c = None if bias is None else as_compute(bias, ct)
-            y, mean, var, rstd = _norm_cuda.forward(x3, w_c, b_c, eps)
+            y, mean, var, rstd = _norm_cuda.forward(xp, x3, w_c, b_c, eps)
             ctx.mean, ctx.rstd, ctx.n = mean, rstd, n
             stats.extend((mean, var))
             return y.reshape(x.shape).astype(x.dtype, copy=False)
@@ -211,7 +211,7 @@ class BatchNorm(Primitive):
         if xp is not np:
             w_c = None if w is None else as_compute(w._data, ct)
             x3 = as_compute(_channels(x._data), ct)
-            sum_g, sum_gx, dx = _norm_cuda.backward(g, x3, self.mean, self.rstd, w_c, self.n, need_x)
+            sum_g, sum_gx, dx = _norm_cuda.backward(xp, g, x3, self.mean, self.rstd, w_c, self.n, need_x)
             return (None if dx is None else wrap(dx, self.input_meta[0], self.device),
                     wrap(sum_gx, self.input_meta[1], self.device) if w is not None and need_w else None,
                     wrap(sum_g, self.input_meta[2], self.device) if b is not None and need_b else None, None, None)

@@ -2,7 +2,9 @@
 
 A builder is a function returning a fresh :class:`~axonml.nn.Module` (``resnet18(**kw)``);
 ``@register_model`` files it under its own name (or the one given), lower case, and
-``get_model(name, **kw)`` calls it with ``kw``.
+``get_model(name, **kw)`` calls it with ``kw``. A few other spellings are aliases
+(``"lenet"`` for ``"lenet5"``): ``get_model``/``get_model_builder`` accept them,
+``list_models`` gives the canonical names only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ __all__ = ["get_model", "get_model_builder", "list_models", "register_model"]
 F = TypeVar("F", bound=Callable[..., Module])
 
 _BUILDERS: dict[str, Callable[..., Module]] = {}
+# other names of registered models (lower case -> canonical name); never listed by list_models
+_ALIASES: dict[str, str] = {"lenet": "lenet5"}
 
 
 @overload
@@ -80,10 +84,12 @@ def list_models(module: types.ModuleType | str | None = None, include: str | Ite
 
 
 def get_model_builder(name: str) -> Callable[..., Module]:
-    """The builder registered as ``name`` (case-insensitive); ``ValueError`` naming close matches otherwise."""
+    """The builder registered as ``name`` or one of its aliases (case-insensitive); ``ValueError`` naming close
+    matches otherwise."""
     if not isinstance(name, str):
         raise TypeError(f"get_model_builder: the name must be a string, got {type(name).__name__}")
     key = name.lower()
+    key = key if key in _BUILDERS else _ALIASES.get(key, key)
     if key not in _BUILDERS:
         close = difflib.get_close_matches(key, list(_BUILDERS), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; list_models() gives every name"
