@@ -9,6 +9,10 @@ all steps. Under ``create_graph=True`` (or with forward-mode tangents) the same 
 rebuilt from the composed steps below and differentiated by autograd, so higher
 derivatives work.
 
+On CUDA (float16/32/64) a step's elementwise work (gates to c and h forward, the gates'
+gradients backward) is one fused kernel of :mod:`._rnn_cuda` after the step's GEMM: a GPU
+step is launch-bound, and the array path costs ~10 launches forward and ~20 backward per step.
+
 The input projection (``x @ w_ih^T + b_ih``) is not part of it: the caller does it for
 the whole sequence in one GEMM and passes the result ``xw`` (T, N, G * H).
 """
@@ -22,6 +26,7 @@ from ...core.function import Primitive
 from ...core.grad_mode import enable_grad
 from ...core.methods import cat
 from ...core.tensor import Tensor
+from . import _rnn_cuda
 from ._fastpath import arrays_only
 
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -108,67 +113,33 @@ class RecurrentScan(Primitive):
         h_out = h0.shape[-1]
         packed = xp.empty(steps * n * h_out + (n * hidden if mode == "LSTM" else 0), xw.dtype)
         outs = packed[: steps * n * h_out].reshape(steps, n, h_out)
-        acts = xp.empty((steps, n, gh_width), xw.dtype) if mode != "RNN_TANH" and mode != "RNN_RELU" else None
-        cells = xp.empty((steps, n, hidden), xw.dtype) if mode == "LSTM" else None
-        ghn = xp.empty((steps, n, hidden), xw.dtype) if mode == "GRU" else None
-        if mode == "LSTM":  # per-gate constants (input, forget, cell, output) of the fused activation
-            scale = xp.full(gh_width, 0.5, xw.dtype)
-            scale[2 * hidden: 3 * hidden] = 1.0
-            shift = xp.full(gh_width, 0.5, xw.dtype)
-            shift[2 * hidden: 3 * hidden] = 0.0
+        if b_hh is not None and mode != "GRU":
+            xw = xw + b_hh  # it adds to the same pre-activation: one pass over the sequence, not one per step
         w_t = xp.ascontiguousarray(w_hh.T)  # BLAS is ~1.5x faster on (N, H) @ (H, GH) than with a transposed flag
-        h, c = h0, c0
         order = range(steps - 1, -1, -1) if reverse else range(steps)
-        for t in order:
-            if mode == "LSTM":
-                g = acts[t]  # type: ignore[index]
-                xp.matmul(h, w_t, out=g)
-                g += xw[t]
-                if b_hh is not None:
-                    g += b_hh
-                # all four gates in 4 passes: sigmoid(x) = 0.5 * tanh(x / 2) + 0.5, the cell gate tanh(x)
-                g *= scale
-                xp.tanh(g, out=g)
-                g *= scale
-                g += shift
-                c_new = cells[t]  # type: ignore[index]
-                xp.multiply(g[:, hidden: 2 * hidden], c, out=c_new)
-                c_new += g[:, :hidden] * g[:, 2 * hidden: 3 * hidden]
-                raw = xp.tanh(c_new) if w_hr is not None else xp.tanh(c_new, out=outs[t])
-                raw *= g[:, 3 * hidden:]
-                if w_hr is not None:
-                    xp.matmul(raw, w_hr.T, out=outs[t])
-                c = c_new
-            elif mode == "GRU":
-                g = acts[t]  # type: ignore[index]
-                gh = h @ w_t
-                if b_hh is not None:
-                    gh += b_hh
-                xp.add(xw[t, :, : 2 * hidden], gh[:, : 2 * hidden], out=g[:, : 2 * hidden])
-                _sigmoid_(xp, g[:, : 2 * hidden])
-                ghn[t] = gh[:, 2 * hidden:]  # type: ignore[index]
-                new = g[:, 2 * hidden:]
-                xp.multiply(g[:, :hidden], gh[:, 2 * hidden:], out=new)
-                new += xw[t, :, 2 * hidden:]
-                xp.tanh(new, out=new)
-                o = outs[t]
-                xp.subtract(h, new, out=o)
-                o *= g[:, hidden: 2 * hidden]
-                o += new
-            else:
+        fused = _rnn_cuda.fusable(xp, xw.dtype)  # CUDA: one fused kernel per step after its GEMM
+        ctx.acts = ctx.cells = ctx.ghn = ctx.tcs = ctx.hraw = None
+        if mode == "LSTM":
+            c_last = _lstm_forward(ctx, xp, xw, h0, c0, w_t, w_hr, outs, order, fused)
+            packed[steps * n * h_out:] = c_last.reshape(-1)
+        elif mode == "GRU":
+            _gru_forward(ctx, xp, xw, h0, w_t, b_hh, outs, order, fused)
+        else:
+            relu = mode == "RNN_RELU"
+            h = h0
+            for t in order:
                 o = outs[t]
                 xp.matmul(h, w_t, out=o)
-                o += xw[t]
-                if b_hh is not None:
-                    o += b_hh
-                if mode == "RNN_TANH":
-                    xp.tanh(o, out=o)
+                if fused:
+                    _rnn_cuda.simple_forward(xp, o, xw[t], relu)
                 else:
-                    xp.maximum(o, 0, out=o)
-            h = outs[t]
-        if mode == "LSTM":
-            packed[steps * n * h_out:] = c.reshape(-1)
-        ctx.mode, ctx.reverse, ctx.acts, ctx.cells, ctx.ghn = mode, reverse, acts, cells, ghn
+                    o += xw[t]
+                    if relu:
+                        xp.maximum(o, 0, out=o)
+                    else:
+                        xp.tanh(o, out=o)
+                h = o
+        ctx.mode, ctx.reverse = mode, reverse
         return packed
 
     def backward(self, grad: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
@@ -218,6 +189,79 @@ class RecurrentScan(Primitive):
             (jt,) = _grad(total, [u], allow_unused=True)
         return jt if jt is not None else u.detach()
 
+
+
+def _lstm_forward(ctx: Any, xp: Any, xw: Any, h: Any, c: Any, w_t: Any, w_hr: Any, outs: Any, order: range,
+                  fused: bool) -> Any:
+    """The LSTM steps: outputs into ``outs``; keeps the gates (and more) on ``ctx`` for the backward; last c."""
+    steps, n, width = xw.shape
+    hidden, dt = width // 4, xw.dtype
+    acts = xp.empty((steps, n, width), dt)  # per step the activated gates (i, f, g, o)
+    cells = xp.empty((steps, n, hidden), dt)
+    hraw = None if w_hr is None else xp.empty((steps, n, hidden), dt)  # h before the projection
+    tcs = None if fused else xp.empty((steps, n, hidden), dt)  # tanh(c): the backward needs it again
+    if not fused:  # per-gate constants of the four-gate activation: sigmoid(x) = 0.5 * tanh(x / 2) + 0.5
+        scale = xp.full(width, 0.5, dt)
+        scale[2 * hidden: 3 * hidden] = 1.0
+        shift = xp.full(width, 0.5, dt)
+        shift[2 * hidden: 3 * hidden] = 0.0
+        tmp = xp.empty((n, hidden), dt)
+    w_hr_t = None if w_hr is None else w_hr.T
+    for t in order:
+        g = acts[t]
+        xp.matmul(h, w_t, out=g)
+        h_dst = outs[t] if hraw is None else hraw[t]
+        if fused:
+            _rnn_cuda.lstm_forward(xp, g, xw[t], c, cells[t], h_dst)
+        else:
+            g += xw[t]
+            g *= scale  # all four gates in 4 passes
+            xp.tanh(g, out=g)
+            g *= scale
+            g += shift
+            c_new = cells[t]
+            xp.multiply(g[:, hidden: 2 * hidden], c, out=c_new)
+            xp.multiply(g[:, :hidden], g[:, 2 * hidden: 3 * hidden], out=tmp)
+            c_new += tmp
+            xp.tanh(c_new, out=tcs[t])  # type: ignore[index]
+            xp.multiply(tcs[t], g[:, 3 * hidden:], out=h_dst)  # type: ignore[index]
+        if hraw is not None:
+            xp.matmul(hraw[t], w_hr_t, out=outs[t])
+        c, h = cells[t], outs[t]
+    ctx.acts, ctx.cells, ctx.tcs, ctx.hraw = acts, cells, tcs, hraw
+    return c
+
+
+def _gru_forward(ctx: Any, xp: Any, xw: Any, h: Any, w_t: Any, b_hh: Any, outs: Any, order: range,
+                 fused: bool) -> None:
+    """The GRU steps: outputs into ``outs``; the gates (r, z, n) and the new gate's hidden part on ``ctx``."""
+    steps, n, width = xw.shape
+    hidden, dt = width // 3, xw.dtype
+    acts = xp.empty((steps, n, width), dt)
+    ghn = xp.empty((steps, n, hidden), dt)  # per step h @ W_hn^T + b_hn, which the reset gate scales
+    gh = xp.empty((n, width), dt)
+    b = (b_hh if b_hh is not None else xp.zeros(width, dt)) if fused else None
+    for t in order:
+        xp.matmul(h, w_t, out=gh)
+        if fused:
+            _rnn_cuda.gru_forward(xp, xw[t], gh, b, h, acts[t], ghn[t], outs[t])
+        else:
+            g = acts[t]
+            if b_hh is not None:
+                gh += b_hh
+            xp.add(xw[t, :, : 2 * hidden], gh[:, : 2 * hidden], out=g[:, : 2 * hidden])
+            _sigmoid_(xp, g[:, : 2 * hidden])
+            ghn[t] = gh[:, 2 * hidden:]
+            new = g[:, 2 * hidden:]
+            xp.multiply(g[:, :hidden], gh[:, 2 * hidden:], out=new)
+            new += xw[t, :, 2 * hidden:]
+            xp.tanh(new, out=new)
+            o = outs[t]
+            xp.subtract(h, new, out=o)
+            o *= g[:, hidden: 2 * hidden]
+            o += new
+        h = outs[t]
+    ctx.acts, ctx.ghn = acts, ghn
 
 
 def unpack(packed: Tensor, steps: int, n: int, h_out: int, hidden: int,
