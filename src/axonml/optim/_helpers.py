@@ -1,13 +1,24 @@
 """Helpers for optimizer steps: scratch buffers, state creation, the shared pieces of the updates, validation.
 
-Updates work on raw arrays (``p._data``, ``p._grad._data``) with the device's array
-module, in place and into reused scratch buffers: one implementation for NumPy and
-CuPy that allocates nothing after the first step.
+Each update rule exists twice, computing the same operations in the same order:
+
+* on NumPy (and on CuPy for dtypes without a fused kernel), a chain of in-place
+  ufuncs on raw arrays (``p._data``, ``p._grad._data``) into reused scratch
+  buffers, run by :func:`run_arrays`: large contiguous parameters go block by
+  block, so that all passes of the chain over a block stay in the CPU cache;
+* on CUDA, one fused kernel per parameter (``axonml.backend.fused``), whose body
+  is built from the ``*_src`` snippets below: every operation rounds once, as a
+  ufunc does, so both paths give the same bits.
+
+Scalars are computed in Python (float64) and rounded to the arrays' dtype at use,
+as NumPy does with a Python float, so they may change every step (learning-rate
+schedules, bias corrections) without a new kernel.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,30 +28,78 @@ from ..core import dtypes as _dt
 from ..core.tensor import Tensor
 
 __all__ = [
-    "Scratch", "bump_version", "check_betas", "check_lr", "check_range", "effective_grad", "lerp_",
-    "scalar_dtype", "scalar_state", "step_up", "to_scalar", "zeros_state",
+    "BLOCK_BYTES", "Scratch", "adam_moments", "bump_version", "check_betas", "check_lr", "check_range",
+    "grad_cpu", "grad_src", "lerp_", "lerp_scalar", "lerp_src", "moments_src", "run_arrays", "scalar_dtype",
+    "scalar_state", "step_up", "to_scalar", "update_moments", "zeros_state",
 ]
+
+# Block size of the NumPy path: a block of each array involved in an update (up to ~7) fits in a core's L2.
+BLOCK_BYTES = 1 << 18
 
 
 class Scratch:
-    """Reusable temporary arrays, one per (slot, dtype, device), as large as the largest parameter.
+    """Reusable temporary arrays, one per (slot, dtype, device), as large as the largest request.
 
     ``take(dev, like, slot)`` returns an uninitialized array shaped like ``like``: a
     view of the slot's buffer, so an optimizer step allocates nothing after the first.
+    The views are cached by shape too, since a step asks for the same ones every time.
     """
 
-    __slots__ = ("_bufs",)
+    __slots__ = ("_bufs", "_views", "_sets")
 
     def __init__(self) -> None:
         self._bufs: dict[tuple[int, Any, Device], Any] = {}
+        self._views: dict[tuple[int, tuple[int, ...], Any, Device], Any] = {}
+        self._sets: dict[tuple[int, tuple[int, ...], Any, Device], tuple[Any, ...]] = {}
 
     def take(self, dev: Device, like: Any, slot: int = 0) -> Any:
+        vkey = (slot, like.shape, like.dtype, dev)
+        view = self._views.get(vkey)
+        if view is not None:
+            return view
         key = (slot, like.dtype, dev)
         buf = self._bufs.get(key)
         n = like.size
         if buf is None or buf.size < n:
             buf = self._bufs[key] = dev.xp.empty(max(n, 1), dtype=like.dtype)
-        return buf[:n].reshape(like.shape)
+            # drop the views of the smaller buffer (rare: the first steps only)
+            self._views = {k: v for k, v in self._views.items() if (k[0], k[2], k[3]) != key}
+            self._sets.clear()
+        view = self._views[vkey] = buf[:n].reshape(like.shape)
+        return view
+
+    def take_n(self, dev: Device, like: Any, n: int) -> tuple[Any, ...]:
+        """``(take(dev, like, 0), ..., take(dev, like, n - 1))``, cached as one tuple."""
+        key = (n, like.shape, like.dtype, dev)
+        views = self._sets.get(key)
+        if views is None:
+            views = self._sets[key] = tuple(self.take(dev, like, i) for i in range(n))
+        return views
+
+
+def run_arrays(fn: Callable[..., None], scratch: Scratch, dev: Device, arrays: Sequence[Any], n_tmp: int,
+               *args: Any) -> None:
+    """Call ``fn(xp, *arrays, *tmps, *args)``: the ufunc chain of an update, with ``n_tmp`` scratch arrays.
+
+    ``arrays`` are the parameter's array first, its gradient second, then its state
+    arrays (``None`` for state an option leaves out); the scratch arrays are like the
+    gradient (slots 0, 1, ...). On NumPy, when all arrays are C-contiguous and larger
+    than a few blocks, ``fn`` runs on successive blocks of their flat views: the
+    update is elementwise, so the result is the same, and each block's passes hit the
+    cache instead of memory.
+    """
+    g = arrays[1]
+    if g.nbytes < 2 * BLOCK_BYTES or dev is not CPU or not all(a is None or a.flags.c_contiguous for a in arrays):
+        fn(dev.xp, *arrays, *scratch.take_n(dev, g, n_tmp), *args)
+        return
+    n = g.size
+    block = BLOCK_BYTES // g.itemsize
+    flats = [None if a is None else a.reshape(-1) for a in arrays]
+    tmps = scratch.take_n(dev, g.reshape(-1)[:block], n_tmp)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        k = stop - start
+        fn(np, *[None if a is None else a[start:stop] for a in flats], *[t[:k] for t in tmps], *args)
 
 
 def scalar_dtype() -> np.dtype:
@@ -79,25 +138,44 @@ def to_scalar(x: Any) -> Any:
     return x
 
 
-def effective_grad(scratch: Scratch, p: Tensor, g: Any, weight_decay: float, maximize: bool) -> Any:
-    """The gradient the update uses: ``-g`` if maximizing, plus ``weight_decay * p`` (L2).
+def adam_moments(state: dict[str, Any], p: Tensor) -> float:
+    """Create ``step``, ``exp_avg`` and ``exp_avg_sq`` on first use, count the step and return it."""
+    if "step" not in state:
+        state["step"] = scalar_state(0.0)
+        state["exp_avg"] = zeros_state(p)
+        state["exp_avg_sq"] = zeros_state(p)
+    return step_up(state)
 
-    Returns ``g`` itself when nothing changes (read-only), else a scratch buffer (slot 0).
+
+def bump_version(p: Tensor) -> None:
+    """Mark ``p`` as modified in place (autograd checks saved tensors against this counter)."""
+    p._version[0] += 1
+
+
+# ----- the shared pieces of the updates: NumPy chains and their CUDA twins ---------------------------------
+def grad_cpu(xp: Any, p: Any, g: Any, out: Any, wd: float, maximize: bool) -> Any:
+    """The gradient the update uses: ``±g + wd * p`` (minus when maximizing; L2 when ``wd != 0``).
+
+    Returns ``g`` itself when nothing changes (read-only), else ``out`` holding the result.
     """
-    if weight_decay != 0:
-        xp = p._device.xp
-        out = scratch.take(p._device, g, 0)
-        xp.multiply(p._data, weight_decay, out=out)
+    if wd != 0:
+        xp.multiply(p, wd, out=out)
         if maximize:
             xp.subtract(out, g, out=out)
         else:
             xp.add(out, g, out=out)
         return out
     if maximize:
-        out = scratch.take(p._device, g, 0)
-        p._device.xp.negative(g, out=out)
+        xp.negative(g, out=out)
         return out
     return g
+
+
+def grad_src(has_wd: bool, maximize: bool) -> str:
+    """CUDA twin of :func:`grad_cpu`: declares ``T d`` from ``g``, ``p`` and the scalar ``wd``."""
+    if has_wd:
+        return f"T d = p * wd {'-' if maximize else '+'} g;"
+    return "T d = -g;" if maximize else "T d = g;"
 
 
 def lerp_(xp: Any, a: Any, b: Any, weight: float, tmp: Any) -> None:
@@ -112,13 +190,18 @@ def lerp_(xp: Any, a: Any, b: Any, weight: float, tmp: Any) -> None:
         xp.subtract(b, tmp, out=a)
 
 
-def adam_moments(state: dict[str, Any], p: Tensor) -> float:
-    """Create ``step``, ``exp_avg`` and ``exp_avg_sq`` on first use, count the step and return it."""
-    if "step" not in state:
-        state["step"] = scalar_state(0.0)
-        state["exp_avg"] = zeros_state(p)
-        state["exp_avg_sq"] = zeros_state(p)
-    return step_up(state)
+def lerp_src(a: str, b: str, weight: str, small: bool) -> str:
+    """CUDA twin of :func:`lerp_`; ``small`` is ``abs(weight) < 0.5``, and the scalar ``weight`` is then the
+    weight itself, else ``1 - weight`` (computed in Python, as :func:`lerp_` does)."""
+    if small:
+        return f"{a} = {a} + ({b} - {a}) * {weight};"
+    return f"{a} = {b} - ({b} - {a}) * {weight};"
+
+
+def lerp_scalar(weight: float) -> tuple[bool, float]:
+    """``(small, scalar)`` for :func:`lerp_src`: which form :func:`lerp_` takes, and the scalar it multiplies by."""
+    small = abs(weight) < 0.5
+    return small, (weight if small else 1.0 - weight)
 
 
 def update_moments(xp: Any, m: Any, v: Any, g: Any, beta1: float, beta2: float, tmp: Any) -> None:
@@ -130,19 +213,13 @@ def update_moments(xp: Any, m: Any, v: Any, g: Any, beta1: float, beta2: float, 
     v += tmp
 
 
-def decayed_grad(scratch: Scratch, p: Tensor, lr: float, weight_decay: float, decoupled: bool, maximize: bool) -> Any:
-    """The update's gradient with weight decay: decoupled (``p *= 1 - lr wd``, AdamW) or L2 (``g + wd p``)."""
-    if weight_decay != 0 and decoupled:
-        p._data *= 1 - lr * weight_decay
-        return effective_grad(scratch, p, p._grad._data, 0, maximize)  # type: ignore[union-attr]
-    return effective_grad(scratch, p, p._grad._data, weight_decay, maximize)  # type: ignore[union-attr]
+def moments_src(small: bool) -> str:
+    """CUDA twin of :func:`update_moments` on ``m``, ``v`` and ``d``, with scalars ``w1`` (from
+    :func:`lerp_scalar` of ``1 - beta1``), ``b2`` and ``omb2`` (``1 - beta2``)."""
+    return lerp_src("m", "d", "w1", small) + " v = v * b2 + d * omb2 * d;"
 
 
-def bump_version(p: Tensor) -> None:
-    """Mark ``p`` as modified in place (autograd checks saved tensors against this counter)."""
-    p._version[0] += 1
-
-
+# ----- validation ---------------------------------------------------------------------------------------------
 def check_range(name: str, value: Any, low: float = 0.0, high: float = math.inf, high_open: bool = False) -> None:
     """Raise ``ValueError("Invalid <name>: <value>")`` unless ``low <= value <= high`` (``< high`` if open)."""
     v = to_scalar(value)

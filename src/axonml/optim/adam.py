@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..backend.fused import Kernel, elementwise, fusable
 from ..core.tensor import Tensor
 from ._helpers import (
     adam_moments,
@@ -12,9 +14,13 @@ from ._helpers import (
     check_betas,
     check_lr,
     check_range,
-    decayed_grad,
-    effective_grad,
+    grad_cpu,
+    grad_src,
     lerp_,
+    lerp_scalar,
+    lerp_src,
+    moments_src,
+    run_arrays,
     scalar_state,
     step_up,
     to_scalar,
@@ -24,6 +30,60 @@ from ._helpers import (
 from .optimizer import Optimizer
 
 __all__ = ["Adam", "AdamW", "Adamax"]
+
+
+def _adam_arrays(xp: Any, p: Any, g: Any, m: Any, v: Any, vmax: Any, t0: Any, t1: Any, t2: Any, dec: float | None,
+                 wd: float, maximize: bool, beta1: float, beta2: float, bc2s: float, eps: float, nss: float) -> None:
+    """One Adam update as in-place ufuncs (``dec``: the decoupled decay factor or None; ``vmax`` None without
+    amsgrad; ``nss`` the negated step size, ``bc2s`` the square root of the second bias correction)."""
+    if dec is not None:
+        p *= dec
+    d = grad_cpu(xp, p, g, t0, wd, maximize)
+    update_moments(xp, m, v, d, beta1, beta2, t1)
+    if vmax is not None:
+        xp.maximum(vmax, v, out=vmax)
+        v = vmax
+    xp.sqrt(v, out=t1)
+    t1 /= bc2s
+    t1 += eps
+    xp.multiply(m, nss, out=t2)
+    t2 /= t1
+    p += t2
+
+
+@functools.cache
+def _adam_kernel(decoupled: bool, has_wd: bool, maximize: bool, small: bool, amsgrad: bool) -> Kernel:
+    """The fused CUDA twin of :func:`_adam_arrays` for one combination of options."""
+    body = ("p = p * dec; " if decoupled else "") + grad_src(has_wd, maximize) + " " + moments_src(small)
+    body += " vmax = ax_max(vmax, v); T vv = vmax;" if amsgrad else " T vv = v;"
+    body += " p = p + m * nss / (ax_sqrt(vv) / bc2s + eps);"
+    name = "axonml_adam" + "_decoupled" * decoupled + "_wd" * has_wd + "_max" * maximize + "_lerp2" * (not small) \
+        + "_amsgrad" * amsgrad
+    return elementwise(name, "T g, T dec, T wd, T w1, T b2, T omb2, T bc2s, T eps, T nss",
+                       "T p, T m, T v" + ", T vmax" * amsgrad, body)
+
+
+def _adamax_arrays(xp: Any, p: Any, g: Any, m: Any, u: Any, t0: Any, t1: Any, wd: float, maximize: bool,
+                   beta1: float, beta2: float, eps: float, nclr: float) -> None:
+    """One Adamax update as in-place ufuncs (``nclr``: minus the bias-corrected learning rate)."""
+    d = grad_cpu(xp, p, g, t0, wd, maximize)
+    lerp_(xp, m, d, 1 - beta1, t1)
+    u *= beta2
+    xp.abs(d, out=t1)
+    t1 += eps
+    xp.maximum(u, t1, out=u)
+    xp.multiply(m, nclr, out=t1)
+    t1 /= u
+    p += t1
+
+
+@functools.cache
+def _adamax_kernel(has_wd: bool, maximize: bool, small: bool) -> Kernel:
+    """The fused CUDA twin of :func:`_adamax_arrays`."""
+    body = grad_src(has_wd, maximize) + " " + lerp_src("m", "d", "w1", small)
+    body += " u = ax_max(u * b2, ax_abs(d) + eps); p = p + m * nclr / u;"
+    name = "axonml_adamax" + "_wd" * has_wd + "_max" * maximize + "_lerp2" * (not small)
+    return elementwise(name, "T g, T wd, T w1, T b2, T eps, T nclr", "T p, T m, T u", body)
 
 
 class Adam(Optimizer):
@@ -81,32 +141,34 @@ class Adam(Optimizer):
             beta1, beta2 = (to_scalar(b) for b in group["betas"])
             eps, wd, amsgrad = group["eps"], group["weight_decay"], group["amsgrad"]
             maximize, decoupled = group["maximize"], group["decoupled_weight_decay"]
+            has_wd = wd != 0
+            dec = 1 - lr * wd if has_wd and decoupled else None
+            small, w1 = lerp_scalar(1 - beta1)
             for p in group["params"]:
-                if p._grad is None:
+                gt = p._grad
+                if gt is None:
                     continue
-                dev = p._device
-                xp = dev.xp
+                dev, x, g = p._device, p._data, gt._data
                 state = self.state[p]
                 t = adam_moments(state, p)
                 if amsgrad and "max_exp_avg_sq" not in state:
                     state["max_exp_avg_sq"] = zeros_state(p)
-                g = decayed_grad(scratch, p, lr, wd, decoupled, maximize)
                 m, v = state["exp_avg"]._data, state["exp_avg_sq"]._data
-                tmp = scratch.take(dev, g, 1)
-                update_moments(xp, m, v, g, beta1, beta2, tmp)
-                step_size = lr / (1 - beta1**t)
-                bc2_sqrt = (1 - beta2**t) ** 0.5
-                if amsgrad:
-                    vmax = state["max_exp_avg_sq"]._data
-                    xp.maximum(vmax, v, out=vmax)
-                    v = vmax
-                xp.sqrt(v, out=tmp)
-                tmp /= bc2_sqrt
-                tmp += eps
-                num = scratch.take(dev, g, 2)
-                xp.multiply(m, -step_size, out=num)
-                num /= tmp
-                p._data += num
+                vmax = state["max_exp_avg_sq"]._data if amsgrad else None
+                nss = -(lr / (1 - beta1**t))
+                bc2s = (1 - beta2**t) ** 0.5
+                if fusable(dev, x, g, m, v, vmax):
+                    T = x.dtype.type
+                    k = _adam_kernel(dec is not None, has_wd and not decoupled, maximize, small, amsgrad)
+                    args = (g, T(1 if dec is None else dec), T(wd), T(w1), T(beta2), T(1 - beta2), T(bc2s), T(eps),
+                            T(nss), x, m, v)
+                    if vmax is None:
+                        k(*args)
+                    else:
+                        k(*args, vmax)
+                else:
+                    run_arrays(_adam_arrays, scratch, dev, (x, g, m, v, vmax), 3, dec, 0 if decoupled else wd,
+                               maximize, beta1, beta2, bc2s, eps, nss)
                 bump_version(p)
         return loss
 
@@ -181,28 +243,24 @@ class Adamax(Optimizer):
             lr = to_scalar(group["lr"])
             beta1, beta2 = group["betas"]
             eps, wd, maximize = group["eps"], group["weight_decay"], group["maximize"]
+            small, w1 = lerp_scalar(1 - beta1)
             for p in group["params"]:
-                if p._grad is None:
+                gt = p._grad
+                if gt is None:
                     continue
-                dev = p._device
-                xp = dev.xp
+                dev, x, g = p._device, p._data, gt._data
                 state = self.state[p]
                 if not state:
                     state["step"] = scalar_state(0.0)
                     state["exp_avg"] = zeros_state(p)
                     state["exp_inf"] = zeros_state(p)
                 t = step_up(state)
-                g = effective_grad(scratch, p, p._grad._data, wd, maximize)
                 m, u = state["exp_avg"]._data, state["exp_inf"]._data
-                tmp = scratch.take(dev, g, 1)
-                lerp_(xp, m, g, 1 - beta1, tmp)
-                u *= beta2
-                xp.abs(g, out=tmp)
-                tmp += eps
-                xp.maximum(u, tmp, out=u)
-                clr = lr / (1 - beta1**t)
-                xp.multiply(m, -clr, out=tmp)
-                tmp /= u
-                p._data += tmp
+                nclr = -(lr / (1 - beta1**t))
+                if fusable(dev, x, g, m, u):
+                    T = x.dtype.type
+                    _adamax_kernel(wd != 0, maximize, small)(g, T(wd), T(w1), T(beta2), T(eps), T(nclr), x, m, u)
+                else:
+                    run_arrays(_adamax_arrays, scratch, dev, (x, g, m, u), 2, wd, maximize, beta1, beta2, eps, nclr)
                 bump_version(p)
         return loss

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+
+from ..backend.fused import Kernel, elementwise, fusable
 from ..core.tensor import Tensor
 from ._helpers import (
     adam_moments,
@@ -12,8 +16,13 @@ from ._helpers import (
     check_betas,
     check_lr,
     check_range,
-    effective_grad,
+    grad_cpu,
+    grad_src,
     lerp_,
+    lerp_scalar,
+    lerp_src,
+    moments_src,
+    run_arrays,
     to_scalar,
     update_moments,
     zeros_state,
@@ -24,9 +33,70 @@ __all__ = ["LAMB", "Lion"]
 
 
 def _norm(xp: Any, a: Any) -> float:
-    """The Euclidean norm of all elements of ``a``."""
+    """The Euclidean norm of all elements of ``a``: the dot product on the device, its square root on the host
+    (one launch fewer on CUDA; the same float32/float64 square root as on the device)."""
     flat = a.reshape(-1)
-    return float(xp.sqrt(xp.dot(flat, flat)))
+    s = xp.dot(flat, flat)
+    return float(np.sqrt(s if xp is np else s.get()))
+
+
+def _lamb_arrays(xp: Any, p: Any, g: Any, m: Any, v: Any, r: Any, t0: Any, wd: float, maximize: bool, beta1: float,
+                 beta2: float, bc1: float, bc2: float, eps: float) -> None:
+    """LAMB's elementwise part as in-place ufuncs: the moments and ``r = (m / bc1) / (sqrt(v / bc2) + eps) + wd p``."""
+    d = grad_cpu(xp, p, g, t0, 0, maximize)
+    update_moments(xp, m, v, d, beta1, beta2, r)
+    xp.divide(v, bc2, out=r)
+    xp.sqrt(r, out=r)
+    r += eps
+    xp.divide(m, r, out=r)
+    r /= bc1
+    if wd != 0:
+        xp.multiply(p, wd, out=t0)
+        r += t0
+
+
+@functools.cache
+def _lamb_kernel(maximize: bool, small: bool, has_wd: bool) -> Kernel:
+    """The fused CUDA twin of :func:`_lamb_arrays` (``r`` is written, the norms follow on the host)."""
+    body = grad_src(False, maximize) + " " + moments_src(small) + " r = m / (ax_sqrt(v / bc2) + eps) / bc1;"
+    if has_wd:
+        body += " r = r + p * wd;"
+    name = "axonml_lamb" + "_max" * maximize + "_lerp2" * (not small) + "_wd" * has_wd
+    return elementwise(name, "T g, T p, T w1, T b2, T omb2, T bc1, T bc2, T eps, T wd", "T m, T v, T r", body)
+
+
+def _axpy_arrays(xp: Any, p: Any, r: Any, scale: float) -> None:
+    """``p += r * scale`` (``r`` is scaled in place)."""
+    r *= scale
+    p += r
+
+
+_AXPY = elementwise("axonml_lamb_apply", "T r, T scale", "T p", "p = p + r * scale;")
+
+
+def _lion_arrays(xp: Any, p: Any, g: Any, m: Any, t0: Any, t1: Any, maximize: bool, beta1: float, beta2: float,
+                 dec: float | None, nlr: float) -> None:
+    """One Lion update as in-place ufuncs (``dec``: the decoupled decay factor or None)."""
+    d = grad_cpu(xp, p, g, t0, 0, maximize)
+    c = t1
+    xp.subtract(d, m, out=c)
+    c *= 1 - beta1
+    c += m
+    xp.sign(c, out=c)
+    if dec is not None:
+        p *= dec
+    c *= nlr
+    p += c
+    lerp_(xp, m, d, 1 - beta2, c)
+
+
+@functools.cache
+def _lion_kernel(maximize: bool, decay: bool, small: bool) -> Kernel:
+    """The fused CUDA twin of :func:`_lion_arrays`."""
+    body = grad_src(False, maximize) + " T c = ax_sign((d - m) * omb1 + m);"
+    body += (" p = p * dec;" if decay else "") + " p = p + c * nlr; " + lerp_src("m", "d", "w2", small)
+    name = "axonml_lion" + "_max" * maximize + "_wd" * decay + "_lerp2" * (not small)
+    return elementwise(name, "T g, T omb1, T dec, T nlr, T w2", "T p, T m", body)
 
 
 class LAMB(Optimizer):
@@ -88,33 +158,33 @@ class LAMB(Optimizer):
             lr = to_scalar(group["lr"])
             beta1, beta2 = group["betas"]
             eps, wd, maximize, debias = group["eps"], group["weight_decay"], group["maximize"], group["bias_correction"]
+            small, w1 = lerp_scalar(1 - beta1)
             for p in group["params"]:
-                if p._grad is None:
+                gt = p._grad
+                if gt is None:
                     continue
-                dev = p._device
+                dev, x, g = p._device, p._data, gt._data
                 xp = dev.xp
                 state = self.state[p]
                 t = adam_moments(state, p)
-                g = effective_grad(scratch, p, p._grad._data, 0, maximize)
                 m, v = state["exp_avg"]._data, state["exp_avg_sq"]._data
-                r = scratch.take(dev, g, 1)
-                update_moments(xp, m, v, g, beta1, beta2, r)
                 bc1 = 1 - beta1**t if debias else 1.0
                 bc2 = 1 - beta2**t if debias else 1.0
-                # r = (m / bc1) / (sqrt(v / bc2) + eps) + wd * p
-                xp.divide(v, bc2, out=r)
-                xp.sqrt(r, out=r)
-                r += eps
-                xp.divide(m, r, out=r)
-                r /= bc1
-                if wd != 0:
-                    w = scratch.take(dev, g, 2)
-                    xp.multiply(p._data, wd, out=w)
-                    r += w
-                w_norm, r_norm = _norm(xp, p._data), _norm(xp, r)
+                r = scratch.take(dev, g, 1)  # the whole update direction: the norms need all of it
+                fused = fusable(dev, x, g, m, v)
+                if fused:
+                    T = x.dtype.type
+                    _lamb_kernel(maximize, small, wd != 0)(
+                        g, x, T(w1), T(beta2), T(1 - beta2), T(bc1), T(bc2), T(eps), T(wd), m, v, r)
+                else:
+                    run_arrays(_lamb_arrays, scratch, dev, (x, g, m, v, r), 1, wd, maximize, beta1, beta2, bc1, bc2,
+                               eps)
+                w_norm, r_norm = _norm(xp, x), _norm(xp, r)
                 trust = w_norm / r_norm if w_norm > 0 and r_norm > 0 else 1.0
-                r *= -lr * trust
-                p._data += r
+                if fused:
+                    _AXPY(r, x.dtype.type(-lr * trust), x)
+                else:
+                    run_arrays(_axpy_arrays, scratch, dev, (x, r), 0, -lr * trust)
                 bump_version(p)
         return loss
 
@@ -163,25 +233,22 @@ class Lion(Optimizer):
             lr = to_scalar(group["lr"])
             beta1, beta2 = group["betas"]
             wd, maximize = group["weight_decay"], group["maximize"]
+            dec = 1 - lr * wd if wd != 0 else None
+            small, w2 = lerp_scalar(1 - beta2)
             for p in group["params"]:
-                if p._grad is None:
+                gt = p._grad
+                if gt is None:
                     continue
-                dev = p._device
-                xp = dev.xp
+                dev, x, g = p._device, p._data, gt._data
                 state = self.state[p]
                 if not state:
                     state["exp_avg"] = zeros_state(p)
-                g = effective_grad(scratch, p, p._grad._data, 0, maximize)
                 m = state["exp_avg"]._data
-                c = scratch.take(dev, g, 1)
-                xp.subtract(g, m, out=c)
-                c *= 1 - beta1
-                c += m
-                xp.sign(c, out=c)
-                if wd != 0:
-                    p._data *= 1 - lr * wd
-                c *= -lr
-                p._data += c
-                lerp_(xp, m, g, 1 - beta2, c)
+                if fusable(dev, x, g, m):
+                    T = x.dtype.type
+                    _lion_kernel(maximize, dec is not None, small)(
+                        g, T(1 - beta1), T(1 if dec is None else dec), T(-lr), T(w2), x, m)
+                else:
+                    run_arrays(_lion_arrays, scratch, dev, (x, g, m), 2, maximize, beta1, beta2, dec, -lr)
                 bump_version(p)
         return loss

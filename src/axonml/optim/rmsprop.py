@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..backend.fused import Kernel, elementwise, fusable
 from ..core.tensor import Tensor
 from ._helpers import (
     bump_version,
     check_lr,
     check_range,
-    effective_grad,
+    grad_cpu,
+    grad_src,
     lerp_,
+    lerp_scalar,
+    lerp_src,
+    run_arrays,
     scalar_state,
     step_up,
     to_scalar,
@@ -20,6 +26,106 @@ from ._helpers import (
 from .optimizer import Optimizer
 
 __all__ = ["Adadelta", "Adagrad", "RMSprop"]
+
+
+def _rmsprop_arrays(xp: Any, p: Any, g: Any, sq: Any, ga: Any, buf: Any, t0: Any, t1: Any, t2: Any, wd: float,
+                    maximize: bool, alpha: float, eps: float, momentum: float, nlr: float) -> None:
+    """One RMSprop update as in-place ufuncs (``ga`` None unless centered, ``buf`` None without momentum)."""
+    d = grad_cpu(xp, p, g, t0, wd, maximize)
+    avg = t1
+    sq *= alpha
+    xp.multiply(d, 1 - alpha, out=avg)
+    avg *= d
+    sq += avg
+    if ga is not None:
+        lerp_(xp, ga, d, 1 - alpha, avg)
+        xp.multiply(ga, ga, out=avg)
+        xp.subtract(sq, avg, out=avg)
+        xp.sqrt(avg, out=avg)
+    else:
+        xp.sqrt(sq, out=avg)
+    avg += eps
+    if buf is not None:
+        buf *= momentum
+        xp.divide(d, avg, out=avg)
+        buf += avg
+        xp.multiply(buf, nlr, out=avg)
+        p += avg
+    else:
+        xp.multiply(d, nlr, out=t2)
+        t2 /= avg
+        p += t2
+
+
+@functools.cache
+def _rmsprop_kernel(has_wd: bool, maximize: bool, centered: bool, small: bool, momentum: bool) -> Kernel:
+    """The fused CUDA twin of :func:`_rmsprop_arrays`."""
+    body = grad_src(has_wd, maximize) + " sq = sq * alpha + d * oma * d;"
+    if centered:
+        body += " " + lerp_src("ga", "d", "wa", small) + " T a = ax_sqrt(sq - ga * ga) + eps;"
+    else:
+        body += " T a = ax_sqrt(sq) + eps;"
+    body += " buf = buf * mom + d / a; p = p + buf * nlr;" if momentum else " p = p + d * nlr / a;"
+    name = "axonml_rmsprop" + "_wd" * has_wd + "_max" * maximize + "_centered" * centered \
+        + "_lerp2" * (centered and not small) + "_mom" * momentum
+    outs = "T p, T sq" + ", T ga" * centered + ", T buf" * momentum
+    return elementwise(name, "T g, T wd, T alpha, T oma, T wa, T eps, T mom, T nlr", outs, body)
+
+
+def _adagrad_arrays(xp: Any, p: Any, g: Any, s: Any, t0: Any, t1: Any, t2: Any, wd: float, maximize: bool,
+                    eps: float, nclr: float) -> None:
+    """One Adagrad update as in-place ufuncs (``nclr``: minus the decayed learning rate)."""
+    d = grad_cpu(xp, p, g, t0, wd, maximize)
+    std = t1
+    xp.multiply(d, d, out=std)
+    s += std
+    xp.sqrt(s, out=std)
+    std += eps
+    xp.multiply(d, nclr, out=t2)
+    t2 /= std
+    p += t2
+
+
+@functools.cache
+def _adagrad_kernel(has_wd: bool, maximize: bool) -> Kernel:
+    """The fused CUDA twin of :func:`_adagrad_arrays`."""
+    body = grad_src(has_wd, maximize) + " s = s + d * d; p = p + d * nclr / (ax_sqrt(s) + eps);"
+    name = "axonml_adagrad" + "_wd" * has_wd + "_max" * maximize
+    return elementwise(name, "T g, T wd, T eps, T nclr", "T p, T s", body)
+
+
+def _adadelta_arrays(xp: Any, p: Any, g: Any, sq: Any, acc: Any, t0: Any, t1: Any, t2: Any, wd: float,
+                     maximize: bool, rho: float, eps: float, nlr: float) -> None:
+    """One Adadelta update as in-place ufuncs."""
+    d = grad_cpu(xp, p, g, t0, wd, maximize)
+    std, delta = t1, t2
+    sq *= rho
+    xp.multiply(d, 1 - rho, out=std)
+    std *= d
+    sq += std
+    xp.add(sq, eps, out=std)
+    xp.sqrt(std, out=std)
+    xp.add(acc, eps, out=delta)
+    xp.sqrt(delta, out=delta)
+    delta /= std
+    delta *= d
+    acc *= rho
+    xp.multiply(delta, 1 - rho, out=std)
+    std *= delta
+    acc += std
+    delta *= nlr
+    p += delta
+
+
+@functools.cache
+def _adadelta_kernel(has_wd: bool, maximize: bool) -> Kernel:
+    """The fused CUDA twin of :func:`_adadelta_arrays`."""
+    body = grad_src(has_wd, maximize) + (
+        " sq = sq * rho + d * omr * d; T delta = ax_sqrt(acc + eps) / ax_sqrt(sq + eps) * d;"
+        " acc = acc * rho + delta * omr * delta; p = p + delta * nlr;"
+    )
+    name = "axonml_adadelta" + "_wd" * has_wd + "_max" * maximize
+    return elementwise(name, "T g, T wd, T rho, T omr, T eps, T nlr", "T p, T sq, T acc", body)
 
 
 class RMSprop(Optimizer):
@@ -77,11 +183,12 @@ class RMSprop(Optimizer):
             lr = to_scalar(group["lr"])
             alpha, eps, wd = group["alpha"], group["eps"], group["weight_decay"]
             momentum, centered, maximize = group["momentum"], group["centered"], group["maximize"]
+            small, wa = lerp_scalar(1 - alpha)
             for p in group["params"]:
-                if p._grad is None:
+                gt = p._grad
+                if gt is None:
                     continue
-                dev = p._device
-                xp = dev.xp
+                dev, x, g = p._device, p._data, gt._data
                 state = self.state[p]
                 if not state:
                     state["step"] = scalar_state(0.0)
@@ -91,34 +198,17 @@ class RMSprop(Optimizer):
                     if centered:
                         state["grad_avg"] = zeros_state(p)
                 step_up(state)
-                g = effective_grad(scratch, p, p._grad._data, wd, maximize)
                 sq = state["square_avg"]._data
-                avg = scratch.take(dev, g, 1)
-                sq *= alpha
-                xp.multiply(g, 1 - alpha, out=avg)
-                avg *= g
-                sq += avg
-                if centered:
-                    ga = state["grad_avg"]._data
-                    lerp_(xp, ga, g, 1 - alpha, avg)
-                    xp.multiply(ga, ga, out=avg)
-                    xp.subtract(sq, avg, out=avg)
-                    xp.sqrt(avg, out=avg)
+                ga = state["grad_avg"]._data if centered else None
+                buf = state["momentum_buffer"]._data if momentum > 0 else None
+                if fusable(dev, x, g, sq, ga, buf):
+                    T = x.dtype.type
+                    extra = [a for a in (ga, buf) if a is not None]
+                    _rmsprop_kernel(wd != 0, maximize, centered, small, momentum > 0)(
+                        g, T(wd), T(alpha), T(1 - alpha), T(wa), T(eps), T(momentum), T(-lr), x, sq, *extra)
                 else:
-                    xp.sqrt(sq, out=avg)
-                avg += eps
-                if momentum > 0:
-                    buf = state["momentum_buffer"]._data
-                    buf *= momentum
-                    xp.divide(g, avg, out=avg)
-                    buf += avg
-                    xp.multiply(buf, -lr, out=avg)
-                    p._data += avg
-                else:
-                    num = scratch.take(dev, g, 2)
-                    xp.multiply(g, -lr, out=num)
-                    num /= avg
-                    p._data += num
+                    run_arrays(_rmsprop_arrays, scratch, dev, (x, g, sq, ga, buf), 3, wd, maximize, alpha, eps,
+                               momentum, -lr)
                 bump_version(p)
         return loss
 
@@ -178,27 +268,22 @@ class Adagrad(Optimizer):
             lr = to_scalar(group["lr"])
             lr_decay, eps, wd, maximize = group["lr_decay"], group["eps"], group["weight_decay"], group["maximize"]
             for p in group["params"]:
-                if p._grad is None:
+                gt = p._grad
+                if gt is None:
                     continue
-                dev = p._device
-                xp = dev.xp
+                dev, x, g = p._device, p._data, gt._data
                 state = self.state[p]
                 if not state:  # a parameter added later by add_param_group
                     state["step"] = scalar_state(0.0)
                     state["sum"] = zeros_state(p, self.defaults["initial_accumulator_value"])
                 t = step_up(state)
-                g = effective_grad(scratch, p, p._grad._data, wd, maximize)
-                clr = lr / (1 + (t - 1) * lr_decay)
+                nclr = -(lr / (1 + (t - 1) * lr_decay))
                 s = state["sum"]._data
-                std = scratch.take(dev, g, 1)
-                xp.multiply(g, g, out=std)
-                s += std
-                xp.sqrt(s, out=std)
-                std += eps
-                num = scratch.take(dev, g, 2)
-                xp.multiply(g, -clr, out=num)
-                num /= std
-                p._data += num
+                if fusable(dev, x, g, s):
+                    T = x.dtype.type
+                    _adagrad_kernel(wd != 0, maximize)(g, T(wd), T(eps), T(nclr), x, s)
+                else:
+                    run_arrays(_adagrad_arrays, scratch, dev, (x, g, s), 3, wd, maximize, eps, nclr)
                 bump_version(p)
         return loss
 
@@ -249,35 +334,21 @@ class Adadelta(Optimizer):
             lr = to_scalar(group["lr"])
             rho, eps, wd, maximize = group["rho"], group["eps"], group["weight_decay"], group["maximize"]
             for p in group["params"]:
-                if p._grad is None:
+                gt = p._grad
+                if gt is None:
                     continue
-                dev = p._device
-                xp = dev.xp
+                dev, x, g = p._device, p._data, gt._data
                 state = self.state[p]
                 if not state:
                     state["step"] = scalar_state(0.0)
                     state["square_avg"] = zeros_state(p)
                     state["acc_delta"] = zeros_state(p)
                 step_up(state)
-                g = effective_grad(scratch, p, p._grad._data, wd, maximize)
                 sq, acc = state["square_avg"]._data, state["acc_delta"]._data
-                std = scratch.take(dev, g, 1)
-                delta = scratch.take(dev, g, 2)
-                sq *= rho
-                xp.multiply(g, 1 - rho, out=std)
-                std *= g
-                sq += std
-                xp.add(sq, eps, out=std)
-                xp.sqrt(std, out=std)
-                xp.add(acc, eps, out=delta)
-                xp.sqrt(delta, out=delta)
-                delta /= std
-                delta *= g
-                acc *= rho
-                xp.multiply(delta, 1 - rho, out=std)
-                std *= delta
-                acc += std
-                delta *= -lr
-                p._data += delta
+                if fusable(dev, x, g, sq, acc):
+                    T = x.dtype.type
+                    _adadelta_kernel(wd != 0, maximize)(g, T(wd), T(rho), T(1 - rho), T(eps), T(-lr), x, sq, acc)
+                else:
+                    run_arrays(_adadelta_arrays, scratch, dev, (x, g, sq, acc), 3, wd, maximize, rho, eps, -lr)
                 bump_version(p)
         return loss

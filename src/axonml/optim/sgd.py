@@ -2,14 +2,56 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..backend.fused import Kernel, elementwise, fusable
 from ..core.tensor import Tensor
-from ._helpers import bump_version, check_lr, check_range, effective_grad, to_scalar
+from ._helpers import bump_version, check_lr, check_range, grad_cpu, grad_src, run_arrays, to_scalar
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
+
+
+def _sgd_arrays(xp: Any, p: Any, g: Any, buf: Any, t0: Any, t1: Any, wd: float, maximize: bool, momentum: float,
+                dampening: float, nesterov: bool, first: bool, nlr: float) -> None:
+    """One SGD update as in-place ufuncs (``buf`` is None without momentum; ``first`` fills it)."""
+    d = grad_cpu(xp, p, g, t0, wd, maximize)
+    if buf is not None:
+        if first:
+            xp.copyto(buf, d)
+        else:
+            buf *= momentum
+            if dampening == 0:
+                buf += d
+            else:
+                xp.multiply(d, 1 - dampening, out=t1)
+                buf += t1
+        if nesterov:
+            xp.multiply(buf, momentum, out=t1)
+            t1 += d
+            d = t1
+        else:
+            d = buf
+    xp.multiply(d, nlr, out=t1)
+    p += t1
+
+
+@functools.cache
+def _sgd_kernel(has_wd: bool, maximize: bool, momentum: bool, first: bool, damp: bool, nesterov: bool) -> Kernel:
+    """The fused CUDA twin of :func:`_sgd_arrays` for one combination of options."""
+    body = [grad_src(has_wd, maximize)]
+    if momentum:
+        if first:
+            body.append("buf = d;")
+        else:
+            body.append("buf = buf * mom + d * omd;" if damp else "buf = buf * mom + d;")
+        body.append("d = buf * mom + d;" if nesterov else "d = buf;")
+    body.append("p = p + d * nlr;")
+    name = "axonml_sgd" + "_wd" * has_wd + "_max" * maximize + "_mom" * momentum + "_first" * first \
+        + "_damp" * damp + "_nesterov" * nesterov
+    return elementwise(name, "T g, T wd, T mom, T omd, T nlr", "T p, T buf" if momentum else "T p", " ".join(body))
 
 
 class SGD(Optimizer):
@@ -21,6 +63,8 @@ class SGD(Optimizer):
         b = momentum * b + (1 - dampening) * g         (later steps)
         g = g + momentum * b  if nesterov  else  b     (when momentum != 0)
         p = p - lr * g
+
+    On CUDA (float32/float64) each parameter's update is one fused kernel launch.
 
     Args:
         params: parameters or parameter groups to optimize.
@@ -61,39 +105,32 @@ class SGD(Optimizer):
         loss = self._eval_closure(closure)
         scratch = self._scratch
         for group in self.param_groups:
-            lr = to_scalar(group["lr"])
+            nlr = -to_scalar(group["lr"])
             momentum, dampening = group["momentum"], group["dampening"]
             wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
             for p in group["params"]:
-                if p._grad is None:
+                gt = p._grad
+                if gt is None:
                     continue
-                dev = p._device
-                xp = dev.xp
-                g = effective_grad(scratch, p, p._grad._data, wd, maximize)
+                dev, x, g = p._device, p._data, gt._data
+                buf, first = None, False
                 if momentum != 0:
                     state = self.state[p]
                     buf_t = state.get("momentum_buffer")
-                    if buf_t is None:
-                        buf = g.copy()
+                    if buf_t is None:  # filled with the first step's gradient
+                        first, buf = True, dev.xp.empty(g.shape, g.dtype)
                         state["momentum_buffer"] = Tensor._make(buf, dev)
                     else:
                         buf = buf_t._data
-                        buf *= momentum
-                        if dampening == 0:
-                            buf += g
-                        else:
-                            tmp = scratch.take(dev, g, 1)
-                            xp.multiply(g, 1 - dampening, out=tmp)
-                            buf += tmp
-                    if nesterov:
-                        tmp = scratch.take(dev, g, 1)
-                        xp.multiply(buf, momentum, out=tmp)
-                        tmp += g
-                        g = tmp
+                if fusable(dev, x, g, buf):
+                    T = x.dtype.type
+                    k = _sgd_kernel(wd != 0, maximize, buf is not None, first, dampening != 0, nesterov)
+                    if buf is None:
+                        k(g, T(wd), T(momentum), T(1 - dampening), T(nlr), x)
                     else:
-                        g = buf
-                tmp = scratch.take(dev, g, 1)
-                xp.multiply(g, -lr, out=tmp)
-                p._data += tmp
+                        k(g, T(wd), T(momentum), T(1 - dampening), T(nlr), x, buf)
+                else:
+                    run_arrays(_sgd_arrays, scratch, dev, (x, g, buf), 2, wd, maximize, momentum, dampening, nesterov,
+                               first, nlr)
                 bump_version(p)
         return loss
