@@ -25,6 +25,10 @@ def index_add_at(xp: Any, target: Any, index: Any, values: Any) -> None:
     """``target[index] += values`` with repeated indices accumulated (unbuffered)."""
     if xp is np:
         np.add.at(target, index, values)
+    elif target.dtype.name == "bfloat16":  # CuPy's add.at has no bfloat16: accumulate in float32
+        wide = target.astype(xp.float32)
+        index_add_at(xp, wide, index, values.astype(xp.float32))
+        target[...] = wide.astype(target.dtype)
     else:
         if hasattr(xp.add, "at"):  # CuPy >= 14; cupyx.scatter_add is deprecated there
             xp.add.at(target, index, values)
@@ -32,6 +36,18 @@ def index_add_at(xp: Any, target: Any, index: Any, values: Any) -> None:
             import cupyx  # only reached with CuPy arrays
 
             cupyx.scatter_add(target, index, values)
+
+
+def matmul(xp: Any, a: Any, b: Any) -> Any:
+    """``xp.matmul(a, b)``; on CuPy a batched bfloat16 product runs in float32 and is rounded back.
+
+    CuPy 14 has no batched bfloat16 GEMM (it fails with "data type 'E' not understood"); float32
+    accumulation is also what a bfloat16 GEMM does, so only the rounding of the inputs' products
+    to the output differs from a native kernel.
+    """
+    if xp is not np and a.dtype.name == "bfloat16" and max(a.ndim, b.ndim) > 2:
+        return xp.matmul(a.astype(xp.float32), b.astype(xp.float32)).astype(a.dtype)
+    return xp.matmul(a, b)
 
 
 def special_erf(xp: Any, x: Any) -> Any:

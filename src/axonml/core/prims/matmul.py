@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...backend import matmul
 from ...errors import ShapeError
 from ..function import Primitive, arrays_only
 from ..tensor import Tensor
@@ -22,7 +23,7 @@ class Matmul(Primitive):
         kb = b.shape[-2] if b.ndim > 1 else b.shape[0]
         if ka != kb:
             raise ShapeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not align ({ka} != {kb})")
-        out = ctx.xp.matmul(a, b)
+        out = matmul(ctx.xp, a, b)
         # NumPy computes bfloat16 products in float32 and returns that; PyTorch keeps bfloat16
         return out if out.dtype == a.dtype else out.astype(a.dtype)
 
@@ -32,8 +33,8 @@ class Matmul(Primitive):
         if a.ndim >= 2 and b.ndim >= 2 and arrays_only():
             # first order: two GEMMs on the arrays, without the transposed views as graph ops
             xp, g = self.xp, grad._data
-            ga_arr = xp.matmul(g, xp.swapaxes(b._data, -1, -2)) if need_a else None
-            gb_arr = xp.matmul(xp.swapaxes(a._data, -1, -2), g) if need_b else None
+            ga_arr = matmul(xp, g, xp.swapaxes(b._data, -1, -2)) if need_a else None
+            gb_arr = matmul(xp, xp.swapaxes(a._data, -1, -2), g) if need_b else None
             return (None if ga_arr is None else Tensor._make(ga_arr, self.device),
                     None if gb_arr is None else Tensor._make(gb_arr, self.device))
         ga = gb = None

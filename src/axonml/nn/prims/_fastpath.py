@@ -43,6 +43,8 @@ def row_dot(xp: Any, a: Any, b: Any) -> Any:
     """``(a * b).sum(-1)`` without the temporary product."""
     if hasattr(xp, "vecdot"):
         return xp.vecdot(a, b)
+    if a.dtype.name == "bfloat16":  # CuPy's einsum has no bfloat16 product: accumulate in float32
+        return xp.einsum("...i,...i->...", a.astype(xp.float32), b.astype(xp.float32)).astype(a.dtype)
     return xp.einsum("...i,...i->...", a, b)  # pragma: no cover - CuPy without vecdot
 
 

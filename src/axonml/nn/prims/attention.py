@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...backend import matmul
 from ...core.function import Primitive
 from ...core.tensor import Tensor
 from ._fastpath import arrays_only, row_dot, row_sum
@@ -41,9 +42,9 @@ class AttentionProbs(Primitive):
         xp = ctx.xp
         ctx.scale = scale
         if q.shape[-1] <= k.shape[-2]:  # scale the smaller operand
-            s = xp.matmul(q * q.dtype.type(scale), xp.swapaxes(k, -1, -2))
+            s = matmul(xp, q * q.dtype.type(scale), xp.swapaxes(k, -1, -2))
         else:
-            s = xp.matmul(q, xp.swapaxes(k, -1, -2))
+            s = matmul(xp, q, xp.swapaxes(k, -1, -2))
             s *= scale
         if s.dtype != q.dtype:  # NumPy returns bfloat16 products as float32; keep the inputs' dtype
             s = s.astype(q.dtype)
@@ -73,11 +74,11 @@ class AttentionProbs(Primitive):
         ds *= p
         gq = gk = None
         if need_q:
-            gq = xp.matmul(ds, k._data)
+            gq = matmul(xp, ds, k._data)
             gq *= scale
             gq = Tensor._make(gq.astype(q._data.dtype, copy=False), self.device)
         if need_k:
-            gk = xp.matmul(xp.swapaxes(ds, -1, -2), q._data)
+            gk = matmul(xp, xp.swapaxes(ds, -1, -2), q._data)
             gk *= scale
             gk = Tensor._make(gk.astype(k._data.dtype, copy=False), self.device)
         gb = Tensor._make(ds, self.device) if need_b and bias is not None else None
