@@ -239,6 +239,15 @@ def check_betas(betas: Any) -> tuple[float, float]:
     return (b[0], b[1])
 
 
+def adam_defaults(lr: Any, betas: Any, eps: float, weight_decay: float, **options: Any) -> dict[str, Any]:
+    """The validated defaults of an Adam-family optimizer: lr, betas, eps, weight_decay, then ``options``."""
+    check_lr(lr)
+    check_range("epsilon value", eps)
+    betas = check_betas(betas)
+    check_range("weight_decay value", weight_decay)
+    return {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, **options}
+
+
 def check_lr(lr: Any) -> None:
     """Validate a learning rate: a non-negative number or 1-element tensor."""
     if isinstance(lr, Tensor) and lr.numel() != 1:

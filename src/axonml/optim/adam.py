@@ -9,11 +9,9 @@ from typing import Any
 from ..backend.fused import Kernel, elementwise, fusable
 from ..core.tensor import Tensor
 from ._helpers import (
+    adam_defaults,
     adam_moments,
     bump_version,
-    check_betas,
-    check_lr,
-    check_range,
     grad_cpu,
     grad_src,
     lerp_,
@@ -122,15 +120,8 @@ class Adam(Optimizer):
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_range("epsilon value", eps)
-        betas = check_betas(betas)
-        check_range("weight_decay value", weight_decay)
-        defaults = {
-            "lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "amsgrad": amsgrad,
-            "maximize": maximize, "decoupled_weight_decay": decoupled_weight_decay,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, adam_defaults(lr, betas, eps, weight_decay, amsgrad=amsgrad, maximize=maximize,
+                                               decoupled_weight_decay=decoupled_weight_decay))
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the model and returns the loss."""
@@ -228,12 +219,7 @@ class Adamax(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_range("epsilon value", eps)
-        betas = check_betas(betas)
-        check_range("weight_decay value", weight_decay)
-        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "maximize": maximize}
-        super().__init__(params, defaults)
+        super().__init__(params, adam_defaults(lr, betas, eps, weight_decay, maximize=maximize))
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the model and returns the loss."""

@@ -11,6 +11,7 @@ import numpy as np
 from ..backend.fused import Kernel, elementwise, fusable
 from ..core.tensor import Tensor
 from ._helpers import (
+    adam_defaults,
     adam_moments,
     bump_version,
     check_betas,
@@ -140,15 +141,8 @@ class LAMB(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_range("epsilon value", eps)
-        betas = check_betas(betas)
-        check_range("weight_decay value", weight_decay)
-        defaults = {
-            "lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
-            "bias_correction": bias_correction, "maximize": maximize,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, adam_defaults(lr, betas, eps, weight_decay, bias_correction=bias_correction,
+                                               maximize=maximize))
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the model and returns the loss."""

@@ -10,10 +10,9 @@ from typing import Any
 from ..backend.fused import Kernel, elementwise, fusable
 from ..core.tensor import Tensor
 from ._helpers import (
+    adam_defaults,
     adam_moments,
     bump_version,
-    check_betas,
-    check_lr,
     check_range,
     grad_cpu,
     grad_src,
@@ -122,15 +121,9 @@ class NAdam(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_range("epsilon value", eps)
-        betas = check_betas(betas)
-        check_range("weight_decay value", weight_decay)
+        defaults = adam_defaults(lr, betas, eps, weight_decay, momentum_decay=momentum_decay,
+                                 decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
         check_range("momentum_decay value", momentum_decay)
-        defaults = {
-            "lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "momentum_decay": momentum_decay,
-            "decoupled_weight_decay": decoupled_weight_decay, "maximize": maximize,
-        }
         super().__init__(params, defaults)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -210,15 +203,8 @@ class RAdam(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_range("epsilon value", eps)
-        betas = check_betas(betas)
-        check_range("weight_decay value", weight_decay)
-        defaults = {
-            "lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
-            "decoupled_weight_decay": decoupled_weight_decay, "maximize": maximize,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, adam_defaults(lr, betas, eps, weight_decay,
+                                               decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the model and returns the loss."""
