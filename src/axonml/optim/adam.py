@@ -135,11 +135,7 @@ class Adam(Optimizer):
             has_wd = wd != 0
             dec = 1 - lr * wd if has_wd and decoupled else None
             small, w1 = lerp_scalar(1 - beta1)
-            for p in group["params"]:
-                gt = p._grad
-                if gt is None:
-                    continue
-                dev, x, g = p._device, p._data, gt._data
+            for p, dev, x, g in self._with_grads(group):
                 state = self.state[p]
                 t = adam_moments(state, p)
                 if amsgrad and "max_exp_avg_sq" not in state:
@@ -230,11 +226,7 @@ class Adamax(Optimizer):
             beta1, beta2 = group["betas"]
             eps, wd, maximize = group["eps"], group["weight_decay"], group["maximize"]
             small, w1 = lerp_scalar(1 - beta1)
-            for p in group["params"]:
-                gt = p._grad
-                if gt is None:
-                    continue
-                dev, x, g = p._device, p._data, gt._data
+            for p, dev, x, g in self._with_grads(group):
                 state = self.state[p]
                 if not state:
                     state["step"] = scalar_state(0.0)

@@ -153,11 +153,7 @@ class LAMB(Optimizer):
             beta1, beta2 = group["betas"]
             eps, wd, maximize, debias = group["eps"], group["weight_decay"], group["maximize"], group["bias_correction"]
             small, w1 = lerp_scalar(1 - beta1)
-            for p in group["params"]:
-                gt = p._grad
-                if gt is None:
-                    continue
-                dev, x, g = p._device, p._data, gt._data
+            for p, dev, x, g in self._with_grads(group):
                 xp = dev.xp
                 state = self.state[p]
                 t = adam_moments(state, p)
@@ -229,11 +225,7 @@ class Lion(Optimizer):
             wd, maximize = group["weight_decay"], group["maximize"]
             dec = 1 - lr * wd if wd != 0 else None
             small, w2 = lerp_scalar(1 - beta2)
-            for p in group["params"]:
-                gt = p._grad
-                if gt is None:
-                    continue
-                dev, x, g = p._device, p._data, gt._data
+            for p, dev, x, g in self._with_grads(group):
                 state = self.state[p]
                 if not state:
                     state["exp_avg"] = zeros_state(p)

@@ -138,11 +138,7 @@ class NAdam(Optimizer):
             has_wd = wd != 0
             dec = 1 - lr * wd if has_wd and decoupled else None
             small, w1 = lerp_scalar(1 - beta1)
-            for p in group["params"]:
-                gt = p._grad
-                if gt is None:
-                    continue
-                dev, x, g = p._device, p._data, gt._data
+            for p, dev, x, g in self._with_grads(group):
                 state = self.state[p]
                 if "mu_product" not in state:
                     state["mu_product"] = scalar_state(1.0)
@@ -219,11 +215,7 @@ class RAdam(Optimizer):
             has_wd = wd != 0
             dec = 1 - lr * wd if has_wd and decoupled else None
             small, w1 = lerp_scalar(1 - beta1)
-            for p in group["params"]:
-                gt = p._grad
-                if gt is None:
-                    continue
-                dev, x, g = p._device, p._data, gt._data
+            for p, dev, x, g in self._with_grads(group):
                 state = self.state[p]
                 t = adam_moments(state, p)
                 m, v = state["exp_avg"]._data, state["exp_avg_sq"]._data

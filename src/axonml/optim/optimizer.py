@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from copy import deepcopy
 from typing import Any
 
@@ -250,6 +250,13 @@ class Optimizer:
             return None
         with enable_grad():
             return closure()
+
+    @staticmethod
+    def _with_grads(group: dict[str, Any]) -> Iterator[tuple[Any, Any, Any, Any]]:
+        """``(param, device, param array, grad array)`` for each parameter of ``group`` that has a gradient."""
+        for p in group["params"]:
+            if p._grad is not None:
+                yield p, p._device, p._data, p._grad._data
 
     # ----- hooks --------------------------------------------------------------------------
     def register_step_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:

@@ -184,11 +184,7 @@ class RMSprop(Optimizer):
             alpha, eps, wd = group["alpha"], group["eps"], group["weight_decay"]
             momentum, centered, maximize = group["momentum"], group["centered"], group["maximize"]
             small, wa = lerp_scalar(1 - alpha)
-            for p in group["params"]:
-                gt = p._grad
-                if gt is None:
-                    continue
-                dev, x, g = p._device, p._data, gt._data
+            for p, dev, x, g in self._with_grads(group):
                 state = self.state[p]
                 if not state:
                     state["step"] = scalar_state(0.0)
@@ -267,11 +263,7 @@ class Adagrad(Optimizer):
         for group in self.param_groups:
             lr = to_scalar(group["lr"])
             lr_decay, eps, wd, maximize = group["lr_decay"], group["eps"], group["weight_decay"], group["maximize"]
-            for p in group["params"]:
-                gt = p._grad
-                if gt is None:
-                    continue
-                dev, x, g = p._device, p._data, gt._data
+            for p, dev, x, g in self._with_grads(group):
                 state = self.state[p]
                 if not state:  # a parameter added later by add_param_group
                     state["step"] = scalar_state(0.0)
@@ -333,11 +325,7 @@ class Adadelta(Optimizer):
         for group in self.param_groups:
             lr = to_scalar(group["lr"])
             rho, eps, wd, maximize = group["rho"], group["eps"], group["weight_decay"], group["maximize"]
-            for p in group["params"]:
-                gt = p._grad
-                if gt is None:
-                    continue
-                dev, x, g = p._device, p._data, gt._data
+            for p, dev, x, g in self._with_grads(group):
                 state = self.state[p]
                 if not state:
                     state["step"] = scalar_state(0.0)

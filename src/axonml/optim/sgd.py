@@ -108,11 +108,7 @@ class SGD(Optimizer):
             nlr = -to_scalar(group["lr"])
             momentum, dampening = group["momentum"], group["dampening"]
             wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
-            for p in group["params"]:
-                gt = p._grad
-                if gt is None:
-                    continue
-                dev, x, g = p._device, p._data, gt._data
+            for p, dev, x, g in self._with_grads(group):
                 buf, first = None, False
                 if momentum != 0:
                     state = self.state[p]
