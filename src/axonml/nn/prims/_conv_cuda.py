@@ -10,7 +10,10 @@ three (a 1-D or 2-D convolution is a 3-D one with unit leading dims). IDX is the
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+from ...backend.fused import Kernel, elementwise
 
 # (B, C, S0, S1, S2) input, kernel K, output O, stride, dilation, leading zero padding P:
 # column row = c * nk + (k0 * K1 + k1) * K2 + k2, column = ((b * O0 + o0) * O1 + o1) * O2 + o2.
@@ -66,24 +69,20 @@ _COL2IM = _GEOMETRY + """
     dx = (T)acc;
 """
 
-_KERNELS: dict[str, Any] = {}
 _GEOMETRIES: dict[tuple[int, ...], Any] = {}
+_INDEX_CTYPES = {"i32": "int", "i64": "long long"}
 
 
-def _kernel(xp: Any, name: str) -> Any:
-    """The compiled kernel ``name`` (built on first use; ``xp`` is the CuPy module)."""
-    k = _KERNELS.get(name)
-    if k is None:
-        op, idx, *acc = name.split("_")  # im2col_<index type>, col2im_<index type>_<accumulator type>
-        ctype = {"i32": "int", "i64": "long long"}[idx]
-        if op == "im2col":
-            k = xp.ElementwiseKernel("raw T x, raw int32 g", "T col", _IM2COL.replace("IDX", ctype),
-                                       f"axonml_{name}")
-        else:
-            body = _COL2IM.replace("IDX", ctype).replace("ACC", acc[0])
-            k = xp.ElementwiseKernel("raw T dcol, raw int32 g", "T dx", body, f"axonml_{name}")
-        _KERNELS[name] = k
-    return k
+@functools.cache
+def _im2col_kernel(idx: str) -> Kernel:
+    return elementwise(f"axonml_im2col_{idx}", "raw T x, raw int32 g", "T col",
+                       _IM2COL.replace("IDX", _INDEX_CTYPES[idx]))
+
+
+@functools.cache
+def _col2im_kernel(idx: str, acc: str) -> Kernel:
+    return elementwise(f"axonml_col2im_{idx}_{acc}", "raw T dcol, raw int32 g", "T dx",
+                       _COL2IM.replace("IDX", _INDEX_CTYPES[idx]).replace("ACC", acc))
 
 
 def _index_type(*arrays: Any) -> str:
@@ -116,7 +115,7 @@ def im2col(xp: Any, x: Any, kernel: tuple[int, ...], out: tuple[int, ...], strid
         nk, m = nk * k, m * o
     col = xp.empty((C * nk, m), x.dtype)
     g = _geometry(xp, B, C, tuple(x.shape[2:]), kernel, out, stride, dilation, pad)
-    _kernel(xp, f"im2col_{_index_type(col, x)}")(xp.ascontiguousarray(x), g, col)
+    _im2col_kernel(_index_type(col, x))(xp.ascontiguousarray(x), g, col)
     return col
 
 
@@ -126,5 +125,5 @@ def col2im(xp: Any, dcol: Any, batch: int, channels: int, size: tuple[int, ...],
     dx = xp.empty((batch, channels, *size), dcol.dtype)
     acc = "double" if dcol.dtype == xp.float64 else "float"
     g = _geometry(xp, batch, channels, size, kernel, out, stride, dilation, pad)
-    _kernel(xp, f"col2im_{_index_type(dcol, dx)}_{acc}")(xp.ascontiguousarray(dcol), g, dx)
+    _col2im_kernel(_index_type(dcol, dx), acc)(xp.ascontiguousarray(dcol), g, dx)
     return dx

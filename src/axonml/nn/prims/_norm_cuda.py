@@ -12,7 +12,10 @@ per-channel arrays are (C,).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+from ...backend.fused import elementwise
 
 _THREADS = 256
 
@@ -74,30 +77,16 @@ extern "C" __global__ void axonml_bn_grad_sums(const T* g, const T* x, const T* 
 }
 """
 
-_KERNELS: dict[str, Any] = {}
+# per-channel arrays broadcast as (1, C, 1)
+_NORMALIZE = elementwise("axonml_bn_normalize", "T x, T m, T r, T w, T b", "T y", "y = (x - m) * r * w + b")
+_GRAD_INPUT = elementwise("axonml_bn_grad_input", "T g, T x, T m, T r, T w, T sg, T sgx, T inv_n", "T dx",
+                          "dx = (g - ((x - m) * r) * (sgx * inv_n) - sg * inv_n) * (r * w)")
 
 
-def _build(xp: Any, name: str) -> Any:
-    per_c = "T m, T r"  # broadcast as (1, C, 1)
-    if name.startswith("reduce_"):  # reduce_float / reduce_double
-        ctype = name.split("_")[1]
-        src = _REDUCE.replace("THREADS", str(_THREADS)).replace("T ", f"{ctype} ").replace("T* ", f"{ctype}* ")
-        return xp.RawModule(code=src.replace("(T)", f"({ctype})"))
-    if name == "normalize":
-        return xp.ElementwiseKernel(f"T x, {per_c}, T w, T b", "T y", "y = (x - m) * r * w + b",
-                                      "axonml_bn_normalize")
-    if name == "grad_input":
-        return xp.ElementwiseKernel(
-            f"T g, T x, {per_c}, T w, T sg, T sgx, T inv_n", "T dx",
-            "dx = (g - ((x - m) * r) * (sgx * inv_n) - sg * inv_n) * (r * w)", "axonml_bn_grad_input")
-    raise KeyError(name)
-
-
-def _kernel(xp: Any, name: str) -> Any:
-    k = _KERNELS.get(name)
-    if k is None:
-        k = _KERNELS[name] = _build(xp, name)
-    return k
+@functools.cache
+def _reductions(xp: Any, ctype: str) -> Any:
+    """The block-per-channel kernels for element type ``ctype`` (float or double), compiled once."""
+    return xp.RawModule(code=f"typedef {ctype} T;\n" + _REDUCE.replace("THREADS", str(_THREADS)))
 
 
 def _c(a: Any) -> Any:
@@ -109,7 +98,7 @@ def _per_channel(xp: Any, name: str, x3: Any, *arrays: Any, scalars: tuple[Any, 
     n, c, length = x3.shape
     ctype = "double" if x3.dtype == xp.float64 else "float"
     outs = [xp.empty(c, x3.dtype) for _ in range(outputs)]
-    fn = _kernel(xp, f"reduce_{ctype}").get_function(name)
+    fn = _reductions(xp, ctype).get_function(name)
     ints = (xp.int32(n), xp.int32(c), xp.int32(length))
     fn((c,), (_THREADS,), (*arrays, *outs, *ints, *scalars))
     return outs
@@ -121,7 +110,8 @@ def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, 
     mean, var, rstd = _per_channel(xp, "axonml_bn_stats", x3, x3, scalars=(x3.dtype.type(eps),), outputs=3)
     w = x3.dtype.type(1) if weight is None else _c(weight)
     b = x3.dtype.type(0) if bias is None else _c(bias)
-    y = _kernel(xp, "normalize")(x3, _c(mean), _c(rstd), w, b)
+    y = xp.empty_like(x3)
+    _NORMALIZE(x3, _c(mean), _c(rstd), w, b, y)
     return y, mean, var, rstd
 
 
@@ -133,5 +123,6 @@ def backward(xp: Any, g3: Any, x3: Any, mean: Any, rstd: Any, weight: Any, n: in
     if not need_x:
         return sum_g, sum_gx, None
     w = x3.dtype.type(1) if weight is None else _c(weight)
-    dx = _kernel(xp, "grad_input")(g3, x3, _c(mean), _c(rstd), w, _c(sum_g), _c(sum_gx), x3.dtype.type(1.0 / n))
+    dx = xp.empty_like(x3)
+    _GRAD_INPUT(g3, x3, _c(mean), _c(rstd), w, _c(sum_g), _c(sum_gx), x3.dtype.type(1.0 / n), dx)
     return sum_g, sum_gx, dx
