@@ -185,6 +185,37 @@ class Side:
             self.x, self.y = torch.from_numpy(x).to(device), torch.from_numpy(np.asarray(y)).to(device)
         self.lib = lib
 
+    def capture(self) -> None:
+        """Make ``step()`` replay a CUDA graph of one step (forward, backward, SGD), captured after the warm-up.
+
+        PyTorch's side follows its documented recipe (warm-up on a side stream, then ``torch.cuda.graph``).
+        The gradients are set to None before the capture, so the captured backward writes them afresh.
+        """
+        if self.amp_dtype is not None:
+            raise ValueError("--cuda-graph and --amp do not combine here (GradScaler's inf check syncs the host)")
+        if self.fw == "ax":
+            g: Any = ax.cuda.CUDAGraph()
+            self.opt.zero_grad(set_to_none=True)
+            with ax.cuda.graph(g):
+                self._forward_backward_step()
+        else:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self.step()
+            torch.cuda.current_stream().wait_stream(side)
+            g = torch.cuda.CUDAGraph()
+            self.opt.zero_grad(set_to_none=True)
+            with torch.cuda.graph(g):
+                self._forward_backward_step()
+        self.step = g.replay  # type: ignore[method-assign]
+
+    def _forward_backward_step(self) -> None:
+        loss = self.loss_fn(self.model(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+
     def step(self) -> None:
         self.opt.zero_grad()
         if self.amp_dtype is None:
@@ -267,8 +298,12 @@ def _kernel_table(side: Side, steps: int, top: int) -> None:
     print(events.table(sort_by="self_device_time_total", row_limit=top, max_name_column_width=60))
 
 
-def bench_model(key: str, device: str, repeats: int, number: int, warmup: int, amp: str | None) -> list[str]:
-    """One table row: median ms per step for both sides, their ratio, the target and the loss check."""
+def bench_model(key: str, device: str, repeats: int, number: int, warmup: int, amp: str | None,
+                cuda_graph: bool = False) -> list[str]:
+    """One table row: median ms per step for both sides, their ratio, the target and the loss check.
+
+    With ``cuda_graph`` axonml's step is a captured CUDA graph, and PyTorch runs both eagerly (the ratio's
+    denominator) and as a captured graph (an extra column)."""
     title, batch, cpu_target, gpu_target, needs = MODELS[key]
     target = cpu_target if device == "cpu" else gpu_target
     tgt = "-" if target is None else f"<= {target}"
@@ -288,9 +323,15 @@ def bench_model(key: str, device: str, repeats: int, number: int, warmup: int, a
         a, t = sides[0].eval_loss(), tside.eval_loss()
         check = f"{abs(a - t) / max(abs(t), 1e-12):.0e}"
         sides.append(tside)
+    if cuda_graph and torch is not None:
+        gmodel = BUILDERS[key](tnn)
+        gmodel.load_state_dict(tmodel.state_dict())
+        sides.append(Side(key, "torch-graph", gmodel.to(device), x, y, device, amp))
     for s in sides:  # warm-up: first-call costs (buffers, caches, kernels) stay out of the samples
         for _ in range(warmup):
             s.step()
+        if cuda_graph and s.fw != "torch":
+            s.capture()
     samples: dict[str, list[float]] = {s.fw: [] for s in sides}
     for _ in range(repeats):
         for s in sides:
@@ -300,7 +341,11 @@ def bench_model(key: str, device: str, repeats: int, number: int, warmup: int, a
     if torch is None:
         return [title, str(batch), f"{a_ms:.2f}", "-", "-", tgt, check]
     t_ms = statistics.median(samples["torch"]) * 1e3
-    return [title, str(batch), f"{a_ms:.2f}", f"{t_ms:.2f}", f"{a_ms / t_ms:.2f}", tgt, check]
+    row = [title, str(batch), f"{a_ms:.2f}", f"{t_ms:.2f}", f"{a_ms / t_ms:.2f}", tgt, check]
+    if cuda_graph:
+        g_ms = statistics.median(samples["torch-graph"]) * 1e3
+        row[4:4] = [f"{g_ms:.2f}", f"{a_ms / g_ms:.2f}"]
+    return row
 
 
 def main() -> None:
@@ -313,14 +358,19 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="instead of timing, profile axonml's step (cProfile)")
     ap.add_argument("--amp", choices=("float16", "bfloat16"), help="autocast forward+loss (GradScaler for float16)")
+    ap.add_argument("--cuda-graph", action="store_true",
+                    help="GPU: axonml replays its step as a captured CUDA graph; PyTorch is timed eager and captured")
     args = ap.parse_args()
+    if args.cuda_graph and args.device != "cuda":
+        ap.error("--cuda-graph needs --device cuda")
     if torch is not None and args.device == "cpu":
         torch.set_num_threads(args.threads)
     print(f"device {args.device}; threads {args.threads} (OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, "
           f"torch {torch.get_num_threads() if torch is not None else '-'}); "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; "
           f"numpy {np.__version__}, torch {torch.__version__ if torch is not None else '-'}; "
-          f"median of {args.repeats} interleaved rounds; amp {args.amp or 'off'}")
+          f"median of {args.repeats} interleaved rounds; amp {args.amp or 'off'}; "
+          f"axonml step {'as a CUDA graph' if args.cuda_graph else 'eager'}")
     default_number = {"mlp": 20, "lenet": 10, "resnet18": 1, "lstm": 1, "transformer": 2}
     if args.profile:
         for key in args.models:
@@ -329,11 +379,14 @@ def main() -> None:
     if args.device == "cuda":
         default_number = {"mlp": 50, "lenet": 50, "resnet18": 10, "lstm": 10, "transformer": 20}
     header = ["model", "batch", "axonml ms/step", "PyTorch ms/step", "ratio", "target", "loss check"]
+    if args.cuda_graph:
+        header = ["model", "batch", "axonml graph ms/step", "PyTorch eager ms/step", "PyTorch graph ms/step",
+                  "ratio vs graph", "ratio vs eager", "target", "loss check"]
     rows = []
     for key in args.models:
         try:
             row = bench_model(key, args.device, args.repeats, args.number or default_number[key], args.warmup,
-                              args.amp)
+                              args.amp, args.cuda_graph)
         except Exception as e:  # one broken model must not hide the others' rows
             title, batch, *_ = MODELS[key]
             row = [title, str(batch), "failed", "-", "-", "-", f"{type(e).__name__}: {str(e)[:80]}"]

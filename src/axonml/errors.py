@@ -23,6 +23,10 @@ class DeviceError(AxonmlError, RuntimeError):
     """Tensors on different devices, or a device that is not available."""
 
 
+class GraphCaptureError(DeviceError):
+    """A CUDA graph capture or replay that cannot be done (a host sync inside capture, stale state, ...)."""
+
+
 class AutogradError(AxonmlError, RuntimeError):
     """Misuse of autograd: backward twice, non-scalar backward, stale saved tensors."""
 
@@ -31,4 +35,6 @@ class IndexingError(AxonmlError, IndexError):
     """An index out of range or of the wrong kind."""
 
 
-__all__ = ["AxonmlError", "ShapeError", "DTypeError", "DeviceError", "AutogradError", "IndexingError"]
+__all__ = [
+    "AxonmlError", "ShapeError", "DTypeError", "DeviceError", "GraphCaptureError", "AutogradError", "IndexingError",
+]

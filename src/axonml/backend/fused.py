@@ -77,16 +77,19 @@ class Kernel:
             self._keep = (*keep, *range(len(ins), len(ins) + n_out))
         self._compiled: Any = None
 
-    def __call__(self, *args: Any) -> None:
+    def __call__(self, *args: Any, size: int | None = None) -> None:
+        """Launch over the arrays' broadcast shape, or over ``size`` elements when every array is ``raw``."""
         k = self._compiled
         if k is None:
             k = self._compiled = _build(self)
         Kernel.launches += 1
         keep = self._keep
-        if keep is None:
+        if keep is not None:
+            args = tuple(args[i] for i in keep)
+        if size is None:
             k(*args)
         else:
-            k(*[args[i] for i in keep])
+            k(*args, size=size)
 
     def __repr__(self) -> str:
         return f"Kernel({self.name!r}, in=({self.in_params}), out=({self.out_params}))"

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .device import CPU, Device, device_of_array
+from .graphs import capture_blas, current_capture
 
 
 def move_array(a: Any, device: Device) -> Any:
@@ -38,16 +39,26 @@ def index_add_at(xp: Any, target: Any, index: Any, values: Any) -> None:
             cupyx.scatter_add(target, index, values)
 
 
-def matmul(xp: Any, a: Any, b: Any) -> Any:
-    """``xp.matmul(a, b)``; on CuPy a batched bfloat16 product runs in float32 and is rounded back.
+def matmul(xp: Any, a: Any, b: Any, out: Any = None) -> Any:
+    """``xp.matmul(a, b, out=out)``, with two CuPy cases handled here.
 
-    CuPy 14 has no batched bfloat16 GEMM (it fails with "data type 'E' not understood"); float32
-    accumulation is also what a bfloat16 GEMM does, so only the rounding of the inputs' products
-    to the output differs from a native kernel.
+    Inside a CUDA graph capture the product goes through the capture-safe cuBLAS handle
+    (CuPy refuses cuBLAS calls while capturing). CuPy 14 has no batched bfloat16 GEMM (it
+    fails with "data type 'E' not understood"): that product runs in float32 and is rounded
+    back; float32 accumulation is also what a bfloat16 GEMM does, so only the rounding of
+    the inputs' products to the output differs from a native kernel.
     """
-    if xp is not np and a.dtype.name == "bfloat16" and max(a.ndim, b.ndim) > 2:
-        return xp.matmul(a.astype(xp.float32), b.astype(xp.float32)).astype(a.dtype)
-    return xp.matmul(a, b)
+    if xp is np:
+        return np.matmul(a, b, out=out)
+    if current_capture() is not None:
+        return capture_blas().matmul(a, b, out)
+    if a.dtype.name == "bfloat16" and max(a.ndim, b.ndim) > 2:
+        c = xp.matmul(a.astype(xp.float32), b.astype(xp.float32)).astype(a.dtype)
+        if out is None:
+            return c
+        out[...] = c
+        return out
+    return xp.matmul(a, b, out=out)
 
 
 def special_erf(xp: Any, x: Any) -> Any:

@@ -13,7 +13,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import GraphCaptureError
 from .device import Device
+from .fused import elementwise
+from .graphs import current_capture
 
 _MASK64 = (1 << 64) - 1
 
@@ -99,17 +102,68 @@ class _CupyStream:
         with _CupyStream._lock, self._device.xp.cuda.Device(self._device.index or 0):
             return getattr(self._state(), fn)(*args, **kwargs)
 
+    def _captured(self, kind: int, shape: tuple[int, ...], dtype: Any) -> Any:
+        """Inside a CUDA graph capture: Philox keyed by this op's seed and the graph's replay counter,
+        so that every replay draws fresh numbers (cuRAND's seed would be frozen into the graph)."""
+        g = current_capture()
+        assert g is not None
+        out = self._device.xp.empty(shape, dtype)
+        seed = self._seed
+        self._seed = _splitmix64(self._seed) & ((1 << 63) - 1)
+        _philox_kernel()(np.uint64(seed), np.int32(kind), g.rng_counter, out)
+        return out
+
     def random(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        if current_capture() is not None:
+            return self._captured(0, shape, dtype)
         return self._draw("random_sample", shape, dtype=dtype)
 
     def normal(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        if current_capture() is not None:
+            return self._captured(1, shape, dtype)
         return self._draw("standard_normal", shape, dtype=dtype)
 
     def integers(self, low: int, high: int, shape: tuple[int, ...]) -> Any:
+        _refuse_in_capture("random integers")
         return self._draw("randint", low, high, shape, dtype=np.int64)
 
     def permutation(self, n: int) -> Any:
+        _refuse_in_capture("a random permutation")
         return self._draw("permutation", n).astype(np.int64, copy=False)
+
+
+def _refuse_in_capture(what: str) -> None:
+    if current_capture() is not None:
+        raise GraphCaptureError(f"{what} cannot be drawn inside a CUDA graph capture (only uniform and normal draws "
+                                "can); draw them outside the captured code")
+
+
+# Philox4x32-10 (Salmon et al. 2011): counter = (element index, replay count), key = the op's seed.
+# kind 0: uniform [0, 1) with the dtype's mantissa bits; kind 1: standard normal by Box-Muller.
+_PHILOX = r"""
+    unsigned long long idx = (unsigned long long)i, rep = counter[0];
+    unsigned int x0 = (unsigned int)idx, x1 = (unsigned int)(idx >> 32);
+    unsigned int x2 = (unsigned int)rep, x3 = (unsigned int)(rep >> 32);
+    unsigned int k0 = (unsigned int)seed, k1 = (unsigned int)(seed >> 32);
+    for (int r = 0; r < 10; ++r) {
+        const unsigned int hi0 = __umulhi(0xD2511F53u, x0), lo0 = 0xD2511F53u * x0;
+        const unsigned int hi1 = __umulhi(0xCD9E8D57u, x2), lo1 = 0xCD9E8D57u * x2;
+        x0 = hi1 ^ x1 ^ k0; x1 = lo1; x2 = hi0 ^ x3 ^ k1; x3 = lo0;
+        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+    }
+    const double scale = 1.0 / 9007199254740992.0;  // 2^-53
+    const double u = (double)(((unsigned long long)x0 << 21) ^ (x1 >> 11)) * scale;
+    if (kind == 0) {
+        out = sizeof(T) == 8 ? (T)u : (T)((float)(x0 >> 8) * (1.0f / 16777216.0f));
+    } else {
+        const double v = (double)(((unsigned long long)x2 << 21) ^ (x3 >> 11)) * scale;
+        out = (T)(sqrt(-2.0 * log(1.0 - u)) * cospi(2.0 * v));
+    }
+"""
+
+
+def _philox_kernel() -> Any:
+    return elementwise("axonml_philox", "uint64 seed, int32 kind, raw uint64 counter", "T out", _PHILOX)
 
 
 def open_stream(device: Device, seed: int, offset: int) -> Any:

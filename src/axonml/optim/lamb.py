@@ -200,6 +200,8 @@ class Lion(Optimizer):
     State per parameter: ``exp_avg``.
     """
 
+    _capture_safe = True  # no host-side per-step numbers: a CUDA graph may capture its step
+
     def __init__(
         self,
         params: Iterable[Any],

@@ -14,14 +14,16 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from copy import deepcopy
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..backend import CPU, move_array
+from ..backend.graphs import current_capture
 from ..core import dtypes as _dt
 from ..core.grad_mode import enable_grad, no_grad
 from ..core.tensor import Tensor
+from ..errors import GraphCaptureError
 from ._helpers import Scratch
 
 __all__ = ["Optimizer", "register_optimizer_step_post_hook", "register_optimizer_step_pre_hook", "required"]
@@ -95,8 +97,12 @@ def _hooked(step: Callable[..., Any]) -> Callable[..., Any]:
                             f"an optimizer step pre-hook must return None or (args, kwargs), got {result!r}"
                         )
                     args, kwargs = result
-        with no_grad():
-            out = step(self, *args, **kwargs)
+        capture = current_capture()
+        if capture is None:
+            with no_grad():
+                out = step(self, *args, **kwargs)
+        else:
+            out = _captured_step(self, capture, step, args, kwargs)
         self._opt_called = True  # read by LR schedulers to warn about a wrong call order
         post = self._optimizer_step_post_hooks
         if post or _GLOBAL_POST_HOOKS:
@@ -106,6 +112,43 @@ def _hooked(step: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper._hooked = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def _captured_step(opt: Optimizer, capture: Any, step: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """``step`` inside a CUDA graph capture: only for rules whose every per-step number is on the device or
+    fixed; the hyperparameters are frozen into the graph, so a replay refuses to run once they change."""
+    name = type(opt).__name__
+    if not type(opt)._capture_safe:
+        raise GraphCaptureError(
+            f"{name}.step cannot be captured in a CUDA graph: its step count lives on the host, so replays would "
+            "reuse the captured bias corrections and never advance it (SGD and Lion can be captured)"
+        )
+    n_state = sum(len(s) for s in opt.state.values())
+    with no_grad():
+        out = step(opt, *args, **kwargs)
+    if sum(len(s) for s in opt.state.values()) != n_state:
+        raise GraphCaptureError(
+            f"{name} created its state (e.g. momentum buffers) inside the CUDA graph capture, so the graph would "
+            "replay the first step's rule: run a few eager steps before capturing"
+        )
+    frozen = _hyperparameters(opt)
+
+    def check() -> None:
+        now = _hyperparameters(opt)
+        if now != frozen:
+            raise GraphCaptureError(
+                f"{name}'s hyperparameters changed since the CUDA graph was captured ({frozen} -> {now}); the graph "
+                "still holds the old values: reset() it and capture again"
+            )
+
+    capture.add_guard(check)
+    return out
+
+
+def _hyperparameters(opt: Optimizer) -> list[tuple[tuple[str, Any], ...]]:
+    """The numbers of each parameter group (what a captured step has frozen into its kernels)."""
+    return [tuple((k, v) for k, v in sorted(g.items()) if k != "params" and isinstance(v, (int, float, bool, tuple)))
+            for g in opt.param_groups]
 
 
 class Optimizer:
@@ -126,6 +169,8 @@ class Optimizer:
     defaults: dict[str, Any]
     state: defaultdict[Any, dict[str, Any]]
     param_groups: list[dict[str, Any]]
+    # whether ``step`` may run inside a CUDA graph capture (no host-side per-step numbers)
+    _capture_safe: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -78,6 +78,8 @@ class SGD(Optimizer):
     State per parameter: ``momentum_buffer`` (only when momentum != 0).
     """
 
+    _capture_safe = True  # no host-side per-step numbers: a CUDA graph may capture its step
+
     def __init__(
         self,
         params: Iterable[Any],

@@ -25,20 +25,33 @@ _GEOMETRY = """
     const int d0 = g[14], d1 = g[15], d2 = g[16], p0 = g[17], p1 = g[18], p2 = g[19];
 """
 
+# One thread per (channel, output position) writes that position's prod(K) column entries: the
+# index arithmetic (divisions by runtime sizes, the costly part) is paid once per nk entries,
+# and a warp's writes of one row stay contiguous.
 _IM2COL = _GEOMETRY + """
-    const IDX j = (IDX)i;
     const IDX M = (IDX)B * O0 * O1 * O2;
-    const IDX row = j / M, m = j % M;
-    const int nk = K0 * K1 * K2;
-    const int c = row / nk, k = row % nk;
-    const int k0 = k / (K1 * K2), k1 = (k / K2) % K1, k2 = k % K2;
-    const int o2 = m % O2, o1 = (m / O2) % O1, o0 = (m / ((IDX)O2 * O1)) % O0;
-    const IDX b = m / ((IDX)O2 * O1 * O0);
-    const int s0 = o0 * st0 - p0 + k0 * d0, s1 = o1 * st1 - p1 + k1 * d1, s2 = o2 * st2 - p2 + k2 * d2;
-    if (s0 < 0 || s0 >= S0 || s1 < 0 || s1 >= S1 || s2 < 0 || s2 >= S2) {
-        col = (T)0.0f;
-    } else {
-        col = x[(((b * C + c) * S0 + s0) * S1 + s1) * S2 + s2];
+    const int c = (int)(i / M);
+    const IDX m = (IDX)i - (IDX)c * M;
+    IDX t = m / O2;
+    const int o2 = (int)(m - t * O2);
+    const int o1 = (int)(t % O1);
+    t /= O1;
+    const int o0 = (int)(t % O0);
+    const IDX b = t / O0;
+    const int b0 = o0 * st0 - p0, b1 = o1 * st1 - p1, b2 = o2 * st2 - p2;
+    const IDX base = (b * C + c) * S0 * S1 * S2;
+    IDX r = (IDX)c * K0 * K1 * K2 * M + m;
+    for (int k0 = 0; k0 < K0; ++k0) {
+        const int s0 = b0 + k0 * d0;
+        const bool in0 = s0 >= 0 && s0 < S0;
+        for (int k1 = 0; k1 < K1; ++k1) {
+            const int s1 = b1 + k1 * d1;
+            const bool in01 = in0 && s1 >= 0 && s1 < S1;
+            for (int k2 = 0; k2 < K2; ++k2, r += M) {
+                const int s2 = b2 + k2 * d2;
+                col[r] = (in01 && s2 >= 0 && s2 < S2) ? x[base + ((IDX)s0 * S1 + s1) * S2 + s2] : (T)0.0f;
+            }
+        }
     }
 """
 
@@ -52,16 +65,16 @@ _COL2IM = _GEOMETRY + """
     const int nk = K0 * K1 * K2;
     ACC acc = 0;
     for (int k0 = 0; k0 < K0; ++k0) {
-        const int t0 = s0 + p0 - k0 * d0;
-        if (t0 < 0 || t0 % st0 != 0 || t0 / st0 >= O0) continue;
+        const int t0 = s0 + p0 - k0 * d0, q0 = st0 == 1 ? t0 : t0 / st0;
+        if (t0 < 0 || q0 * st0 != t0 || q0 >= O0) continue;
         for (int k1 = 0; k1 < K1; ++k1) {
-            const int t1 = s1 + p1 - k1 * d1;
-            if (t1 < 0 || t1 % st1 != 0 || t1 / st1 >= O1) continue;
+            const int t1 = s1 + p1 - k1 * d1, q1 = st1 == 1 ? t1 : t1 / st1;
+            if (t1 < 0 || q1 * st1 != t1 || q1 >= O1) continue;
             for (int k2 = 0; k2 < K2; ++k2) {
-                const int t2 = s2 + p2 - k2 * d2;
-                if (t2 < 0 || t2 % st2 != 0 || t2 / st2 >= O2) continue;
+                const int t2 = s2 + p2 - k2 * d2, q2 = st2 == 1 ? t2 : t2 / st2;
+                if (t2 < 0 || q2 * st2 != t2 || q2 >= O2) continue;
                 const IDX row = (IDX)c * nk + (k0 * K1 + k1) * K2 + k2;
-                const IDX m = ((b * O0 + t0 / st0) * O1 + t1 / st1) * O2 + t2 / st2;
+                const IDX m = ((b * O0 + q0) * O1 + q1) * O2 + q2;
                 acc += (ACC)dcol[row * M + m];
             }
         }
@@ -75,7 +88,7 @@ _INDEX_CTYPES = {"i32": "int", "i64": "long long"}
 
 @functools.cache
 def _im2col_kernel(idx: str) -> Kernel:
-    return elementwise(f"axonml_im2col_{idx}", "raw T x, raw int32 g", "T col",
+    return elementwise(f"axonml_im2col_{idx}", "raw T x, raw int32 g", "raw T col",
                        _IM2COL.replace("IDX", _INDEX_CTYPES[idx]))
 
 
@@ -115,7 +128,7 @@ def im2col(xp: Any, x: Any, kernel: tuple[int, ...], out: tuple[int, ...], strid
         nk, m = nk * k, m * o
     col = xp.empty((C * nk, m), x.dtype)
     g = _geometry(xp, B, C, tuple(x.shape[2:]), kernel, out, stride, dilation, pad)
-    _im2col_kernel(_index_type(col, x))(xp.ascontiguousarray(x), g, col)
+    _im2col_kernel(_index_type(col, x))(xp.ascontiguousarray(x), g, col, size=C * m)
     return col
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ...backend import matmul
+from ...backend.graphs import current_capture
 from ...core.function import arrays_only as arrays_only  # re-exported for the fused primitives
 from ...core.tensor import Tensor
 
@@ -29,18 +31,21 @@ def row_sum(xp: Any, a: Any) -> Any:
     """Sums of the rows of a 2-D array; a matrix-vector product is ~6x faster than ``a.sum(-1)``."""
     if a.shape[1] == 0:
         return xp.zeros(a.shape[0], a.dtype)
-    return a @ xp.ones(a.shape[1], a.dtype)
+    return matmul(xp, a, xp.ones(a.shape[1], a.dtype))
 
 
 def col_sum(xp: Any, a: Any) -> Any:
     """Sums of the columns of a 2-D array (a matrix-vector product with the transpose)."""
     if a.shape[0] == 0:
         return xp.zeros(a.shape[1], a.dtype)
-    return xp.ones(a.shape[0], a.dtype) @ a
+    return matmul(xp, xp.ones(a.shape[0], a.dtype), a)
 
 
 def row_dot(xp: Any, a: Any, b: Any) -> Any:
-    """``(a * b).sum(-1)`` without the temporary product."""
+    """``(a * b).sum(-1)`` without the temporary product (with it inside a CUDA graph capture, where
+    CuPy's vecdot/einsum would call cuBLAS through CuPy)."""
+    if xp is not np and current_capture() is not None:
+        return (a * b).sum(-1)
     if hasattr(xp, "vecdot"):
         return xp.vecdot(a, b)
     if a.dtype.name == "bfloat16":  # CuPy's einsum has no bfloat16 product: accumulate in float32

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ...backend import matmul
 from ...core.function import Primitive
 from ...core.tensor import Tensor
 from . import _conv_cuda
@@ -231,10 +232,10 @@ def _long_matmul(xp: Any, a: Any, b: Any) -> Any:
     """
     k = a.shape[-1]
     if k <= 2 * _CHUNK or a.shape[-2] * b.shape[-1] > 4096:
-        return xp.matmul(a, b)
-    out = xp.matmul(a[..., :_CHUNK], b[..., :_CHUNK, :])
+        return matmul(xp, a, b)
+    out = matmul(xp, a[..., :_CHUNK], b[..., :_CHUNK, :])
     for s in range(_CHUNK, k, _CHUNK):
-        out += xp.matmul(a[..., s: s + _CHUNK], b[..., s: s + _CHUNK, :])
+        out += matmul(xp, a[..., s: s + _CHUNK], b[..., s: s + _CHUNK, :])
     return out
 
 
@@ -277,7 +278,7 @@ class Conv(Primitive):
         col = _grouped(plan.cols(xp, x), geom.groups)
         wm = w.reshape(geom.groups, w.shape[0] // geom.groups, -1) if geom.groups > 1 else w.reshape(w.shape[0], -1)
         y = _scratch(xp, "gemm", (*wm.shape[:-1], plan.M), x.dtype)
-        xp.matmul(wm, col, out=y)
+        matmul(xp, wm, col, out=y)
         return plan.from_gmat(xp, y.reshape(w.shape[0], plan.M), b)
 
     def backward(self, grad: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
@@ -317,7 +318,7 @@ class ConvTranspose(Primitive):
             wm = w.reshape(w.shape[0], -1).T
         C = w.shape[1] * G
         dcol = _scratch(xp, "gemm", (*wm.shape[:-1], plan.M), g.dtype)
-        xp.matmul(wm, gm, out=dcol)
+        matmul(xp, wm, gm, out=dcol)
         z = plan.col2im(xp, dcol, C)
         if b is not None:
             z += b.reshape((1, C) + (1,) * len(size))

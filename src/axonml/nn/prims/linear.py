@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ...backend import matmul
 from ...core.function import Primitive
 from ...core.tensor import Tensor
 from ._fastpath import arrays_only, col_sum
@@ -29,7 +30,7 @@ class Linear(Primitive):
     def forward(ctx: Any, x: Any, w: Any, b: Any) -> Any:
         lead = x.shape[:-1]
         x2 = x.reshape(math.prod(lead), x.shape[-1]) if x.ndim != 2 else x
-        out = x2 @ w.T
+        out = matmul(ctx.xp, x2, w.T)
         if out.dtype != x.dtype:  # NumPy returns bfloat16 products as float32; PyTorch keeps bfloat16
             out = out.astype(x.dtype)
         if b is not None:
@@ -47,8 +48,9 @@ class Linear(Primitive):
             return gx, gw, (grad if need_b and b is not None else None)  # the engine sums grad to (out,)
         g2 = grad._data.reshape(-1, n_out)
         dev = self.device
-        gx = Tensor._make((g2 @ w._data).reshape(x.shape), dev) if need_x else None
-        gw = Tensor._make(g2.T @ x._data.reshape(-1, n_in), dev) if need_w else None
+        xp = self.xp
+        gx = Tensor._make(matmul(xp, g2, w._data).reshape(x.shape), dev) if need_x else None
+        gw = Tensor._make(matmul(xp, g2.T, x._data.reshape(-1, n_in)), dev) if need_w else None
         gb = Tensor._make(col_sum(self.xp, g2), dev) if need_b and b is not None else None
         return gx, gw, gb
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...backend import index_add_at
+from ...backend.graphs import current_capture
 from ...core.dtypes import is_float_np
 from ...core.function import Primitive
 from ...core.tensor import Tensor
@@ -92,6 +93,21 @@ class AdaptiveGeom:
         return tables
 
 
+_TABLES: dict[tuple[Any, ...], Any] = {}
+
+
+def _cached_table(xp: Any, geom: Any, size: tuple[int, ...]) -> Any:
+    """``_flat_table`` on the device, made once per geometry (an upload per backward would cost a host copy
+    each step, and cannot happen inside a CUDA graph capture)."""
+    key = (xp.__name__, xp.cuda.runtime.getDevice() if xp is not np else -1, geom, size)
+    table = _TABLES.get(key)
+    if table is None:
+        if len(_TABLES) > 256:  # a bound for programs that sweep shapes
+            _TABLES.clear()
+        table = _TABLES[key] = _flat_table(xp, geom.positions(size), size)
+    return table
+
+
 def _flat_table(xp: Any, positions: list[np.ndarray], size: tuple[int, ...]) -> Any:
     """(K, prod(O)) flat per-channel input index of kernel offset k at output o (offsets in row-major order)."""
     strides = [math.prod(size[i + 1:]) for i in range(len(size))]
@@ -122,9 +138,10 @@ def _first_max(xp: Any, cands: list[Any], out: Any, valid: list[Any] | None) -> 
         xp.multiply(m, it(K - k), out=tmp)
         xp.maximum(acc, tmp, out=acc)
     kidx = (K - acc).astype(it)
-    if is_float_np(out.dtype) and bool(xp.isnan(out).any()):
+    # (inside a CUDA graph capture the NaN test cannot be read back: the pass runs, a no-op without NaNs)
+    if is_float_np(out.dtype) and (current_capture() is not None or bool(xp.isnan(out).any())):
         for k, c in enumerate(cands):  # PyTorch keeps the last NaN of a window
-            xp.copyto(kidx, it(k), where=xp.isnan(c))
+            kidx = xp.where(xp.isnan(c), it(k), kidx)
     return kidx
 
 
@@ -163,7 +180,7 @@ class MaxPool(Primitive):
         out = cands[0].copy()
         for c in cands[1:]:
             xp.maximum(out, c, out=out)
-        if xpad is not x and bool((out == lowest).any()):
+        if xpad is not x and (current_capture() is not None or bool((out == lowest).any())):
             valid = _valid_masks(xp, geom, size)  # a window of -inf must not pick a padding position
         ctx.kidx = _first_max(xp, cands, out, valid)
         ctx.geom, ctx.size = geom, size
@@ -175,8 +192,7 @@ class MaxPool(Primitive):
         """The per-channel flat indices of the chosen maxima, (B, C, *O) int64 (computed once, when needed)."""
         idx = self.__dict__.get("_flat")
         if idx is None:
-            table = _flat_table(self.xp, self.geom.positions(self.size), self.size)
-            idx = self._flat = _flat_index(self.xp, self.kidx, table)
+            idx = self._flat = _flat_index(self.xp, self.kidx, _cached_table(self.xp, self.geom, self.size))
         return idx
 
     def backward(self, grad: Tensor) -> tuple[Any, None, None]:  # type: ignore[override]

@@ -1,0 +1,161 @@
+"""Matrix products through cuBLAS directly (ctypes), for use inside a CUDA graph capture.
+
+CuPy 14 refuses every cuBLAS call while a stream is capturing ("calling cuBLAS API
+during stream capture is currently unsupported"), because its shared handle would
+allocate its workspace mid-capture. cuBLAS itself captures fine when the handle has
+a fixed workspace and is bound to the capturing stream before the capture starts,
+which is what :class:`Blas` does: one handle and one 32 MiB workspace per device,
+calling the same ``cublasGemmStridedBatchedEx`` with the same compute type as CuPy
+(so a captured product equals the eager one).
+
+Row-major ``C = A @ B`` is column-major ``C^T = B^T A^T``: the operands swap places,
+and a transposed view (``w.T``) becomes a transpose flag instead of a copy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import numpy as np
+
+_WORKSPACE_BYTES = 32 << 20
+# cudaDataType and cublasComputeType_t values (cuBLAS API, stable since CUDA 11)
+_DTYPES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 14}
+_COMPUTE_32F, _COMPUTE_64F = 68, 70
+_OP_N, _OP_T = 0, 1
+_GEMM_DEFAULT = -1
+
+
+def _library() -> ctypes.CDLL:
+    """The libcublas that CuPy loaded (found in this process's memory map after a first CuPy GEMM)."""
+    cp = __import__("cupy")
+    a = cp.ones((2, 2), cp.float32)
+    (a @ a).sum()  # makes CuPy load cuBLAS
+    with open("/proc/self/maps") as f:
+        paths = sorted({line.split()[-1] for line in f if "libcublas.so" in line and "Lt" not in line})
+    if not paths:
+        raise RuntimeError("cuBLAS is not loaded in this process: CuPy's GEMM did not load libcublas")
+    lib = ctypes.CDLL(paths[0])
+    p, i, s = ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong
+    lib.cublasGemmStridedBatchedEx.argtypes = [
+        p, i, i, i, i, i, p, p, i, i, s, p, i, i, s, p, p, i, i, s, i, i, i,
+    ]
+    return lib
+
+
+class Blas:
+    """A cuBLAS handle with a fixed workspace on one device, bound to one stream."""
+
+    _lib: ctypes.CDLL | None = None
+
+    def __init__(self, cp: Any) -> None:
+        if Blas._lib is None:
+            Blas._lib = _library()
+        self.cp = cp
+        self.handle = ctypes.c_void_p()
+        _check(Blas._lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate")
+        self.workspace = cp.empty(_WORKSPACE_BYTES, cp.uint8)
+        _check(Blas._lib.cublasSetWorkspace_v2(self.handle, ctypes.c_void_p(self.workspace.data.ptr),
+                                               ctypes.c_size_t(_WORKSPACE_BYTES)), "cublasSetWorkspace")
+
+    def bind(self, stream_ptr: int) -> None:
+        """Queue this handle's work on the stream ``stream_ptr`` (call before a capture begins)."""
+        assert Blas._lib is not None
+        _check(Blas._lib.cublasSetStream_v2(self.handle, ctypes.c_void_p(stream_ptr)), "cublasSetStream")
+
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        """``a @ b`` with NumPy's matmul broadcasting, for float16/bfloat16/float32/float64 CuPy arrays."""
+        cp = self.cp
+        dt = np.result_type(a.dtype, b.dtype) if a.dtype != b.dtype else a.dtype
+        if dt.name not in _DTYPES:
+            if out is None:
+                return cp.matmul(a, b)  # integer and complex products: CuPy's own kernels, not cuBLAS
+            return cp.matmul(a, b, out=out)
+        a, b = a.astype(dt, copy=False), b.astype(dt, copy=False)
+        vec_a, vec_b = a.ndim == 1, b.ndim == 1
+        if vec_a:
+            a = a[None, :]
+        if vec_b:
+            b = b[:, None]
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+        if b.shape[-2] != k:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({k} != {b.shape[-2]})")
+        nb = int(np.prod(batch)) if batch else 1
+        c = cp.empty((*batch, m, n), dt)
+        if c.size and k == 0:
+            c.fill(0)
+        elif c.size:
+            a3, op_a, ld_a, st_a = _operand(cp, a, batch)
+            b3, op_b, ld_b, st_b = _operand(cp, b, batch)
+            self._gemm(dt, op_b, op_a, n, m, k, b3, ld_b, st_b, a3, ld_a, st_a, c, nb)
+        if vec_a:
+            c = c[..., 0, :]
+        if vec_b:
+            c = c[..., 0]
+        if out is not None:
+            out[...] = c
+            return out
+        return c
+
+    def _gemm(self, dt: Any, op1: int, op2: int, m: int, n: int, k: int, x: Any, ldx: int, sx: int,
+              y: Any, ldy: int, sy: int, c: Any, nb: int) -> None:
+        """Column-major ``c = op1(x) @ op2(y)`` over ``nb`` strided batches."""
+        assert Blas._lib is not None
+        scalar: type[ctypes.c_double] | type[ctypes.c_float] = ctypes.c_double if dt == np.float64 else ctypes.c_float
+        one, zero = scalar(1.0), scalar(0.0)
+        compute = _COMPUTE_64F if dt == np.float64 else _COMPUTE_32F
+        code = _DTYPES[dt.name]
+        _check(Blas._lib.cublasGemmStridedBatchedEx(
+            self.handle, op1, op2, m, n, k, ctypes.byref(one),
+            x.data.ptr, code, ldx, sx, y.data.ptr, code, ldy, sy,
+            ctypes.byref(zero), c.data.ptr, code, m, m * n, nb, compute, _GEMM_DEFAULT,
+        ), "cublasGemmStridedBatchedEx")
+
+
+def _operand(cp: Any, x: Any, batch: tuple[int, ...]) -> tuple[Any, int, int, int]:
+    """``x`` as (array, column-major op, leading dim, batch stride in elements) for the swapped GEMM.
+
+    A row-major contiguous matrix is its own transpose in column-major (op N); a transposed
+    view of one is op T. Anything else (other strides, broadcast batch dims that are not a
+    single stride-0 batch) is copied to contiguous first.
+    """
+    r, c = x.shape[-2], x.shape[-1]
+    item = x.itemsize
+    layout = _layout(x, r, c, item)
+    if layout is None:
+        x = cp.ascontiguousarray(x)
+        layout = _layout(x, r, c, item)
+        assert layout is not None
+    op, ld = layout
+    if x.ndim == 2:
+        return x, op, ld, 0  # one matrix shared by every batch
+    if x.shape[:-2] != batch:
+        x = cp.ascontiguousarray(cp.broadcast_to(x, (*batch, r, c)))
+        op, ld = _OP_N, c
+    bstrides = x.strides[:-2]
+    step = bstrides[-1] if bstrides else r * c * item
+    # the batch dims must fold into one stride: contiguous among themselves
+    expect = step
+    for size, st in zip(reversed(x.shape[:-2]), reversed(bstrides)):
+        if size != 1 and st != expect:
+            x = cp.ascontiguousarray(x)
+            return x, _OP_N, c, r * c
+        expect = st * size
+    return x, op, ld, step // item
+
+
+def _layout(x: Any, r: int, c: int, item: int) -> tuple[int, int] | None:
+    """(op, leading dim) when the last two dims are row-major or transposed-row-major dense, else None."""
+    s_r, s_c = x.strides[-2], x.strides[-1]
+    if (s_c == item or c == 1) and (s_r == c * item or r == 1) and x.data.ptr % item == 0:
+        return _OP_N, max(c, 1)
+    if (s_r == item or r == 1) and (s_c == r * item or c == 1):
+        return _OP_T, max(r, 1)
+    return None
+
+
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        raise RuntimeError(f"{what} failed with cuBLAS status {status}")

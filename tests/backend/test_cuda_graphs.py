@@ -1,0 +1,195 @@
+"""CUDA graphs: a captured training step replays like the eager one; what cannot be captured says so."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import axonml as ax
+import axonml.nn as nn
+import axonml.nn.functional as F
+from axonml.errors import DeviceError, GraphCaptureError
+
+NONDIFF_NAMES: list[str] = []
+
+needs_gpu = pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")
+
+
+@pytest.mark.skipif(ax.cuda.is_available(), reason="checks the error without CUDA")
+def test_capture_without_cuda_is_a_clear_error() -> None:
+    g = ax.cuda.CUDAGraph()
+    with pytest.raises(DeviceError, match="CUDA graphs need CUDA"):
+        g.capture_begin()
+    with pytest.raises(GraphCaptureError, match="holds no capture"):
+        g.replay()
+    assert not ax.cuda.is_current_stream_capturing()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+@pytest.mark.parametrize("shapes", [
+    ((7, 5), (5, 3)), ((5,), (5, 3)), ((7, 5), (5,)), ((4, 7, 5), (5, 3)), ((7, 5), (4, 5, 3)),
+    ((2, 3, 7, 5), (2, 3, 5, 4)), ((2, 1, 7, 5), (1, 3, 5, 4)), ((0, 5), (5, 3)), ((7, 0), (0, 3)),
+])
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.gpu
+@needs_gpu
+def test_capture_blas_matmul_matches_cupy(shapes: tuple[tuple[int, ...], ...], dtype: str, transposed: bool) -> None:
+    import cupy as cp
+
+    from axonml.backend._cublas import Blas
+
+    rng = np.random.default_rng(0)
+    sa, sb = shapes
+    a = cp.asarray(rng.standard_normal(sa).astype(dtype))
+    b = cp.asarray(rng.standard_normal(sb).astype(dtype))
+    if transposed and a.ndim >= 2:  # a transposed view (op T in cuBLAS, no copy)
+        a = cp.ascontiguousarray(cp.swapaxes(a, -1, -2)).swapaxes(-1, -2)
+    if transposed and b.ndim >= 2:
+        b = cp.ascontiguousarray(cp.swapaxes(b, -1, -2)).swapaxes(-1, -2)
+    blas = Blas(cp)
+    blas.bind(cp.cuda.get_current_stream().ptr)
+    got = blas.matmul(a, b)
+    want = cp.matmul(a, b)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    tol = 2e-3 if dtype == "float16" else 1e-6
+    np.testing.assert_allclose(cp.asnumpy(got).astype(np.float64), cp.asnumpy(want).astype(np.float64),
+                               rtol=tol, atol=tol)
+
+
+def _model() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4 * 4 * 4, 16), nn.ReLU(), nn.Linear(16, 3),
+    ).cuda()
+
+
+def _batches(n: int) -> list[tuple[ax.Tensor, ax.Tensor]]:
+    rng = np.random.default_rng(1)
+    return [(ax.tensor(rng.standard_normal((8, 1, 8, 8)).astype(np.float32), device="cuda"),
+             ax.tensor(rng.integers(0, 3, 8), device="cuda")) for _ in range(n)]
+
+
+def _eager_step(model: nn.Module, opt: ax.optim.Optimizer, x: ax.Tensor, y: ax.Tensor) -> ax.Tensor:
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_captured_training_step_replays_the_eager_steps() -> None:
+    batches = _batches(8)
+    ax.manual_seed(0)
+    eager = _model()
+    ax.manual_seed(0)
+    graphed = _model()
+    opt_e = ax.optim.SGD(eager.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    opt_g = ax.optim.SGD(graphed.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    eager_losses = [float(_eager_step(eager, opt_e, x, y).item()) for x, y in batches]
+
+    static_x, static_y = batches[0][0].clone(), batches[0][1].clone()
+    losses = []
+    for x, y in batches[:2]:  # warm-up: momentum buffers, kernels, cached geometry
+        losses.append(float(_eager_step(graphed, opt_g, x, y).item()))
+    g = ax.cuda.CUDAGraph()
+    opt_g.zero_grad(set_to_none=True)
+    with ax.cuda.graph(g):
+        assert ax.cuda.is_current_stream_capturing()
+        static_loss = F.cross_entropy(graphed(static_x), static_y)
+        static_loss.backward()
+        opt_g.step()
+    assert not ax.cuda.is_current_stream_capturing()
+    for x, y in batches[2:]:
+        static_x.copy_(x)
+        static_y.copy_(y)
+        g.replay()
+        losses.append(float(static_loss.item()))
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5, atol=1e-6)
+    for (name, pe), pg in zip(eager.named_parameters(), graphed.parameters()):
+        np.testing.assert_allclose(pg.detach().cpu().numpy(), pe.detach().cpu().numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    bn_e, bn_g = eager[1], graphed[1]
+    np.testing.assert_allclose(bn_g.running_mean.cpu().numpy(), bn_e.running_mean.cpu().numpy(), rtol=1e-5, atol=1e-6)
+    assert int(bn_g.num_batches_tracked.item()) == len(batches)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_dropout_draws_fresh_masks_on_every_replay() -> None:
+    x = ax.ones(64, 1024, device="cuda")
+    F.dropout(x, 0.5)  # warm-up
+    g = ax.cuda.CUDAGraph()
+    with ax.cuda.graph(g):
+        y = F.dropout(x, 0.5)
+        z = ax.randn(4096, device="cuda")
+    masks, normals = [], []
+    for _ in range(3):
+        g.replay()
+        masks.append(y.cpu().numpy().copy())
+        normals.append(z.cpu().numpy().copy())
+    for m in masks:
+        assert set(np.unique(m)) <= {0.0, 2.0}
+        assert abs((m == 0).mean() - 0.5) < 0.02
+    assert not np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[1], masks[2])
+    for n in normals:
+        assert abs(n.mean()) < 0.1 and abs(n.std() - 1) < 0.05
+    assert not np.array_equal(normals[0], normals[1])
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_a_host_sync_inside_capture_is_a_clear_error_and_eager_work_goes_on() -> None:
+    x = ax.randn(16, device="cuda")
+    g = ax.cuda.CUDAGraph()
+    with pytest.raises(GraphCaptureError, match="nothing may wait for the GPU"), ax.cuda.graph(g):
+        (x * 2).sum().item()
+    assert not ax.cuda.is_current_stream_capturing()
+    with pytest.raises(GraphCaptureError, match="holds no capture"):
+        g.replay()
+    np.testing.assert_allclose((x * 2).sum().item(), 2 * x.cpu().numpy().sum(), rtol=1e-5)
+    with pytest.raises(GraphCaptureError, match="permutation"), ax.cuda.graph(ax.cuda.CUDAGraph()):
+        ax.randperm(10, device="cuda")
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_optimizers_that_cannot_be_captured_say_why() -> None:
+    model = _model()
+    (x, y), = _batches(1)
+    adam = ax.optim.Adam(model.parameters(), lr=1e-3)
+    _eager_step(model, adam, x, y)
+    refused = pytest.raises(GraphCaptureError, match=r"Adam\.step cannot be captured")
+    with refused, ax.cuda.graph(ax.cuda.CUDAGraph()):
+        F.cross_entropy(model(x), y).backward()
+        adam.step()
+    sgd = ax.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # no eager step yet: no momentum buffers
+    model.zero_grad()
+    with pytest.raises(GraphCaptureError, match="run a few eager steps"), ax.cuda.graph(ax.cuda.CUDAGraph()):
+        F.cross_entropy(model(x), y).backward()
+        sgd.step()
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_a_changed_learning_rate_stops_the_replay() -> None:
+    model = _model()
+    (x, y), = _batches(1)
+    opt = ax.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _eager_step(model, opt, x, y)
+    g = ax.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with ax.cuda.graph(g):
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    g.replay()
+    opt.param_groups[0]["lr"] = 0.01
+    with pytest.raises(GraphCaptureError, match="hyperparameters changed"):
+        g.replay()
+    with pytest.raises(GraphCaptureError, match="call reset"):
+        g.capture_begin()
+    g.reset()
+    with ax.cuda.graph(g):
+        pass
+    g.replay()
