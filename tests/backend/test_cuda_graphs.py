@@ -193,3 +193,56 @@ def test_a_changed_learning_rate_stops_the_replay() -> None:
     with ax.cuda.graph(g):
         pass
     g.replay()
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_forward_backward_captured_with_an_eager_adam_step() -> None:
+    batches = _batches(5)
+    ax.manual_seed(0)
+    eager = _model()
+    ax.manual_seed(0)
+    graphed = _model()
+    opt_e, opt_g = ax.optim.Adam(eager.parameters(), lr=1e-2), ax.optim.Adam(graphed.parameters(), lr=1e-2)
+    for x, y in batches:
+        _eager_step(eager, opt_e, x, y)
+    _eager_step(graphed, opt_g, *batches[0])
+    static_x, static_y = batches[0][0].clone(), batches[0][1].clone()
+    g = ax.cuda.CUDAGraph()
+    opt_g.zero_grad(set_to_none=True)
+    with ax.cuda.graph(g):
+        F.cross_entropy(graphed(static_x), static_y).backward()
+    for x, y in batches[1:]:
+        static_x.copy_(x)
+        static_y.copy_(y)
+        g.replay()  # the gradients are rewritten in place
+        opt_g.step()  # Adam's step count lives on the host: stepped eagerly
+    for pe, pg in zip(eager.parameters(), graphed.parameters()):
+        np.testing.assert_allclose(pg.detach().cpu().numpy(), pe.detach().cpu().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_a_bfloat16_autocast_step_can_be_captured() -> None:
+    (x, y), = _batches(1)
+    model = _model()
+    opt = ax.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    def step() -> ax.Tensor:
+        with ax.autocast("cuda", dtype=ax.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    opt.zero_grad()
+    step()
+    g = ax.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with ax.cuda.graph(g):
+        loss = step()
+    first = None
+    for _ in range(20):
+        g.replay()
+        first = float(loss.item()) if first is None else first
+    assert float(loss.item()) < first  # training on one batch: the loss falls
