@@ -56,6 +56,22 @@ def test_capture_blas_matmul_matches_cupy(shapes: tuple[tuple[int, ...], ...], d
                                rtol=tol, atol=tol)
 
 
+@pytest.mark.gpu
+@needs_gpu
+def test_capture_blas_matmul_writes_into_out() -> None:
+    import cupy as cp
+
+    from axonml.backend._cublas import Blas
+
+    blas = Blas(cp)
+    blas.bind(cp.cuda.get_current_stream().ptr)
+    a, b = cp.random.rand(6, 5, dtype=cp.float32), cp.random.rand(5, 7, dtype=cp.float32)
+    for out in (cp.empty((6, 7), cp.float32), cp.empty((7, 6), cp.float32).T):  # contiguous, then a strided view
+        got = blas.matmul(a, b, out)
+        assert got is out
+        np.testing.assert_allclose(cp.asnumpy(out), cp.asnumpy(a @ b), rtol=1e-6)
+
+
 def _model() -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),

@@ -83,7 +83,10 @@ class Blas:
         if b.shape[-2] != k:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({k} != {b.shape[-2]})")
         nb = int(np.prod(batch)) if batch else 1
-        c = cp.empty((*batch, m, n), dt)
+        shape = (*batch, m, n)
+        direct = (out is not None and not (vec_a or vec_b) and out.shape == shape and out.dtype == dt
+                  and out.flags.c_contiguous)
+        c = out if direct else cp.empty(shape, dt)  # write straight into ``out`` when its layout allows
         if c.size and k == 0:
             c.fill(0)
         elif c.size:
@@ -94,7 +97,7 @@ class Blas:
             c = c[..., 0, :]
         if vec_b:
             c = c[..., 0]
-        if out is not None:
+        if out is not None and not direct:
             out[...] = c
             return out
         return c
