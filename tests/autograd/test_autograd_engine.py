@@ -56,6 +56,39 @@ def test_grad_buffer_is_owned() -> None:
     close(b.grad, [1.0, 1.0])
 
 
+def test_fresh_gradient_becomes_grad_without_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a weight gradient nobody else holds is kept as .grad (no copy), as PyTorch steals it
+    from axonml.core import accumulate
+
+    if not accumulate.STEALS:
+        pytest.skip("this Python's reference counts are not trusted for stealing: gradients are copied")
+    copies = []
+    own = accumulate._own
+    monkeypatch.setattr(accumulate, "_own", lambda g: copies.append(g.shape) or own(g))
+    w = leaf(np.ones((3, 4)))
+    x = ax.tensor(np.arange(8.0).reshape(2, 4))
+    ax.nn.functional.linear(x, w).sum().backward()
+    assert copies == []
+    close(w.grad, np.tile(x.numpy().sum(0), (3, 1)))
+
+
+def test_gradient_held_elsewhere_is_copied() -> None:
+    # a hook that keeps the gradient, or a user's grad_output passed through: .grad never aliases them
+    kept = []
+    w = leaf(np.ones((3, 4)))
+    w.register_hook(lambda g: kept.append(g))
+    ax.nn.functional.linear(ax.ones(2, 4, dtype=ax.float64), w).sum().backward()
+    with ax.no_grad():
+        w.grad.mul_(10)
+    close(kept[0], np.full((3, 4), 2.0))
+    x = leaf([1.0, 2.0])
+    g = ax.tensor([3.0, 4.0], dtype=ax.float64)
+    x.clone().backward(g)
+    with ax.no_grad():
+        x.grad.mul_(10)
+    close(g, [3.0, 4.0])
+
+
 def test_backward_gradient_argument() -> None:
     x = leaf([1.0, 2.0])
     y = x * x

@@ -253,6 +253,45 @@ def test_mha_matches_torch_module(torch, case):
         _close(av.grad, tv.grad)
 
 
+@pytest.mark.parametrize("self_attn", [True, False])
+def test_mha_batch_first_storage_matches_sequence_first(self_attn):
+    # a (L, N, E) view of (N, L, E) storage (a batch_first module's input) is projected in its own row order
+    rng = np.random.default_rng(8)
+    e, heads, length, n = 8, 2, 5, 3
+    w_in, b_in = ax.tensor(rng.standard_normal((3 * e, e)), requires_grad=True), ax.tensor(rng.standard_normal(3 * e))
+    w_out, b_out = ax.tensor(rng.standard_normal((e, e)), requires_grad=True), ax.tensor(rng.standard_normal(e))
+    data = [rng.standard_normal((n, length, e)) for _ in range(1 if self_attn else 3)]
+    results = []
+    for batch_major in (True, False):
+        leaves = [ax.tensor(d if batch_major else d.transpose(1, 0, 2).copy(), requires_grad=True) for d in data]
+        qkv = [t.transpose(0, 1) if batch_major else t for t in leaves]
+        q, k, v = (qkv * 3) if self_attn else qkv
+        out, _ = multi_head_attention_forward(q, k, v, e, heads, w_in, b_in, None, None, False, 0.0, w_out, b_out,
+                                              need_weights=False)
+        assert out.shape == (length, n, e)
+        (out * out).sum().backward()
+        grads = [t.grad.numpy() if batch_major else t.grad.numpy().transpose(1, 0, 2) for t in leaves]
+        results.append((out.detach().numpy(), grads, w_in.grad.numpy().copy(), w_out.grad.numpy().copy()))
+        w_in.grad = w_out.grad = None
+    (o1, g1, wi1, wo1), (o2, g2, wi2, wo2) = results
+    np.testing.assert_allclose(o1, o2, rtol=1e-10, atol=1e-12)
+    for a, b in zip([*g1, wi1, wo1], [*g2, wi2, wo2], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_sdpa_softmax_with_and_without_the_row_shift():
+    # scores within +-60 skip the max subtraction; larger ones take it: both give the float64 softmax
+    rng = np.random.default_rng(9)
+    for scale in (1.0, 100.0):
+        q, k = rng.standard_normal((2, 3, 5, 4)) * scale, rng.standard_normal((2, 3, 6, 4))
+        out = scaled_dot_product_attention(ax.tensor(q, dtype=ax.float32), ax.tensor(k, dtype=ax.float32),
+                                           ax.tensor(np.eye(6)[None, None].repeat(2, 0).repeat(3, 1),
+                                                     dtype=ax.float32))
+        s = q @ k.swapaxes(-1, -2) / 2.0
+        ref = np.exp(s - s.max(-1, keepdims=True))
+        np.testing.assert_allclose(out.numpy()[..., :6], ref / ref.sum(-1, keepdims=True), rtol=2e-5, atol=1e-7)
+
+
 def test_mha_static_kv_and_dropout_generator():
     rng = np.random.default_rng(6)
     e, heads, n, length, source = 4, 2, 2, 3, 5

@@ -213,6 +213,8 @@ for _r in REDUCTIONS:
         _ce_spec("cross_entropy" + _s, _empty, reduction=_r),
         _ce_spec("cross_entropy_weight" + _s, CE_SHAPES[:3], weight=True, reduction=_r),
         _ce_spec("cross_entropy_ignore" + _s, CE_SHAPES[:2], weight=True, ignore=2, reduction=_r),
+        # the fused (N, C) path: ignored targets without class weights, and many classes (rows layout)
+        _ce_spec("cross_entropy_ignore_unweighted" + _s, (((4, 5),), ((3, 70),)), ignore=2, reduction=_r),
         _ce_spec("cross_entropy_smooth" + _s, CE_SHAPES[:3], ignore=-100, reduction=_r, label_smoothing=0.2),
         _ce_spec("cross_entropy_smooth_weight_ignore" + _s, CE_SHAPES[:2], weight=True, ignore=1, reduction=_r,
                  label_smoothing=0.3),
@@ -576,6 +578,24 @@ def test_nll_loss_all_ignored_is_nan_like_torch():
     out = F.nll_loss(ax.randn(3, 4), ax.tensor([-100, -100, -100]))
     assert math.isnan(out.item())
     assert F.nll_loss(ax.randn(3, 4), ax.tensor([-100, -100, -100]), reduction="sum").item() == 0.0
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # 0 / 0, by design
+def test_cross_entropy_all_ignored():
+    x = ax.randn(3, 4, requires_grad=True)
+    t = ax.tensor([-100, -100, -100])
+    assert math.isnan(F.cross_entropy(x, t).item())
+    assert F.cross_entropy(x, t, reduction="sum").item() == 0.0
+    F.cross_entropy(x, t, reduction="sum").backward()
+    assert not x.grad.numpy().any()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # log(0), inf - inf: NaN and inf losses, by design
+def test_cross_entropy_infinite_logits_match_composed_log_softmax():
+    x = ax.tensor([[math.inf, 0.0, 1.0], [-math.inf, -math.inf, -math.inf], [-math.inf, 2.0, 1.0]])
+    t = ax.tensor([1, 0, 1])
+    ref = F.nll_loss(F.log_softmax(x, 1), t, reduction="none")
+    np.testing.assert_array_equal(F.cross_entropy(x, t, reduction="none").numpy(), ref.numpy())
 
 
 def test_cross_entropy_is_stable_for_huge_logits():

@@ -8,9 +8,13 @@ pre-hooks, or to a leaf's own hook list.
 
 from __future__ import annotations
 
+import sys
+import sysconfig
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..errors import AutogradError
 
@@ -45,20 +49,53 @@ class AccumulateGrad:
                 grad = new
         return grad
 
-    def accumulate(self, grad: Tensor, create_graph: bool) -> None:
-        """Add ``grad`` (hooks already applied) into ``leaf.grad``."""
+    def accumulate(self, grad: Tensor, create_graph: bool, handed_over: bool = False) -> None:
+        """Add ``grad`` (hooks already applied) into ``leaf.grad``.
+
+        ``handed_over``: the caller (the engine) holds no other reference to ``grad``, so
+        its buffer may become ``leaf.grad`` without a copy when nothing else holds it.
+        """
         leaf = self.leaf_ref()
         if leaf is None:
             return
-        if not create_graph:
-            grad = grad.detach()
         if leaf._grad is None:
-            # own the buffer: later accumulation works in place on it
-            leaf._grad = grad if create_graph else _own(grad)
+            if create_graph:
+                leaf._grad = grad
+            elif handed_over and _sole_owner(grad):
+                leaf._grad = _tensor.Tensor._make(grad._data, grad._device)
+            else:  # own the buffer: later accumulation and optimizers work in place on it
+                leaf._grad = _own(grad)
         elif create_graph or leaf._grad._requires_grad:
             leaf._grad = leaf._grad + grad
         else:
             leaf._grad._data += grad._data
+
+
+# References to a gradient the engine hands over when nothing else holds it: the engine's local, the
+# arguments of ``accumulate`` and ``_sole_owner``, getrefcount's own; to its array: the tensor's slot,
+# ``arr`` and getrefcount's. A test checks both the steal and that a held gradient is copied.
+_HANDED_OVER_REFS = 4
+_ARRAY_REFS = 3
+# Those counts hold for the GIL builds of CPython 3.10-3.13; 3.14 may keep borrowed references on the
+# stack (lower counts) and free-threaded builds count differently: there every gradient is copied.
+STEALS = sys.version_info < (3, 14) and not sysconfig.get_config_var("Py_GIL_DISABLED")
+
+
+def _sole_owner(grad: Tensor) -> bool:
+    """Whether ``grad``'s array can become a leaf's ``.grad`` as it is, as PyTorch steals a gradient
+    with no other user: a C-contiguous NumPy array owning its memory that no other tensor, view,
+    saved node or hook holds (each of those adds a reference). Saves a copy of every weight
+    gradient per step (the largest arrays of a backward). CuPy arrays are always copied."""
+    arr = grad._data
+    return (
+        STEALS
+        and type(arr) is np.ndarray
+        and arr.base is None
+        and arr.flags.c_contiguous
+        and arr.flags.writeable
+        and sys.getrefcount(grad) <= _HANDED_OVER_REFS
+        and sys.getrefcount(arr) <= _ARRAY_REFS
+    )
 
 
 def _own(grad: Tensor) -> Tensor:

@@ -142,7 +142,8 @@ def run_backward(
             grads = buffers.pop(id(node), None)
             if grads is None:
                 continue
-            _run_prehooks(node, grads)
+            if node.pre_hooks:
+                _run_prehooks(node, grads)
             leaf = isinstance(node, AccumulateGrad)
             if leaf and grads[0] is not None:
                 grads[0] = node.run_hooks(grads[0])
@@ -155,7 +156,8 @@ def run_backward(
                 if leaf or not any(e is not None and id(e[0]) in needed for e in node.next_edges):
                     continue
             if leaf:
-                node.accumulate(grads[0], create_graph)
+                g0, grads[0] = grads[0], None  # no reference left here: accumulate may keep the buffer
+                node.accumulate(g0, create_graph, True)
                 continue
             if node_filter is not None and not node_filter(node):
                 continue
@@ -254,36 +256,49 @@ def _call_node(node: Any, grads: list[Any], buffers: dict[int, list[Any]], rule:
                 grads[nr] = Tensor._make(device.xp.zeros(shape, dtype), device)
     if rule is not None:
         result = rule(node, *grads[:n_out])
-    else:
+    elif n_out == 1:
         # through the class: a Function's backward is a staticmethod taking ctx, a Primitive's a method
+        result = type(node).backward(node, grads[0])
+    else:
         result = type(node).backward(node, *grads[:n_out])
-    if not isinstance(result, tuple):
+    if type(result) is not tuple:
         result = (result,)
     edges = node.next_edges
-    if len(result) > len(edges) and all(g is None for g in result[len(edges):]):
-        result = result[: len(edges)]  # trailing Nones for defaulted arguments are fine, as in PyTorch
     if len(result) != len(edges):
-        raise AutogradError(
-            f"backward of {node.op_name()} returned {len(result)} gradient(s), expected {len(edges)} "
-            "(one per forward argument, None for those without a gradient)"
-        )
+        if len(result) > len(edges) and all(g is None for g in result[len(edges):]):
+            result = result[: len(edges)]  # trailing Nones for defaulted arguments are fine, as in PyTorch
+        else:
+            raise AutogradError(
+                f"backward of {node.op_name()} returned {len(result)} gradient(s), expected {len(edges)} "
+                "(one per forward argument, None for those without a gradient)"
+            )
+    check_nan = ANOMALY.enabled and ANOMALY.check_nan
     for edge, g, meta in zip(edges, result, node.input_meta):
         if edge is None or g is None:
             continue
         if not isinstance(g, Tensor):
             raise AutogradError(f"backward of {node.op_name()} returned a {type(g).__name__}, not a Tensor")
         shape, dtype = meta
+        data = g._data
         if rule is not None:
             shape = (batch, *shape)
-        if g._data.shape != shape:
+        if data.shape != shape:
             g = _sum_to(g, shape, rule is not None)
-        if g._data.dtype != dtype:
+            data = g._data
+        if data.dtype != dtype:
             from .dtypes import from_numpy_dtype
 
             g = g._cast(from_numpy_dtype(dtype))
-        if ANOMALY.enabled and ANOMALY.check_nan:
+        if check_nan:
             _check_finite(node, g)
-        _add_to(buffers, edge[0], edge[1], g)
+        # _add_to, inlined: this runs for every edge of every backward
+        target, nr = edge
+        buf = buffers.get(id(target))
+        if buf is None:
+            buf = buffers[id(target)] = [None] * target.num_outputs
+            buf.append(target)  # keeps the node alive while its gradient waits
+        cur = buf[nr]
+        buf[nr] = g if cur is None else cur + g
 
 
 def _check_finite(node: Any, g: Tensor) -> None:

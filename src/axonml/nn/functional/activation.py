@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from ...core import dtypes as D
 from ...core.autocast import autocast_op
 from ...core.grad_mode import is_grad_enabled
@@ -349,6 +351,9 @@ def _keep(x: Tensor, shape: tuple[int, ...], p: float, generator: Generator | No
     Drawn in float32 for every input dtype: one seed gives the same mask to float32 and float64 models.
     """
     u = rand(shape, generator=generator, dtype=D.float32, device=x.device)._data
+    if x._data.dtype == u.dtype and isinstance(u, np.ndarray):
+        # the 0/1 mask written over the uniform draws: one pass and no bool temporary (same values)
+        return np.greater_equal(u, p, out=u)
     return (u >= p).astype(x._data.dtype)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ...backend import CPU
 from ...core.autocast import autocast_op
 from ...core.methods import cat
 from ...core.random import Generator
@@ -157,7 +158,22 @@ def _in_projection(query: Tensor, key: Tensor, value: Tensor, w: Tensor, b: Tens
     of the time for L=128, N=16, E=256, forward and backward).
     """
     bq, bk, bv = (None, None, None) if b is None else (b[:e], b[e:2 * e], b[2 * e:])
-    return linear(query, w[:e], bq), linear(key, w[e:2 * e], bk), linear(value, w[2 * e:], bv)
+    return _linear_seq(query, w[:e], bq), _linear_seq(key, w[e:2 * e], bk), _linear_seq(value, w[2 * e:], bv)
+
+
+def _batch_major(x: Tensor) -> bool:
+    """Whether a (L, N, E) CPU tensor is the transposed view of a contiguous (N, L, E) one (batch_first input).
+
+    (CPU only: the CUDA path keeps its measured op sequence.)"""
+    return x.ndim == 3 and x._device is CPU and bool(x._data.transpose(1, 0, 2).flags.c_contiguous)
+
+
+def _linear_seq(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """``linear`` of a (L, N, E) input; a batch-first one is projected in its own (N, L) row order and the
+    result transposed back (a view), instead of copying the input into (L, N) order first."""
+    if _batch_major(x) and not x.is_contiguous():
+        return linear(x.transpose(0, 1), w, b).transpose(0, 1)
+    return linear(x, w, b)
 
 
 def multi_head_attention_forward(
@@ -208,9 +224,9 @@ def multi_head_attention_forward(
             raise ValueError(f"{op}: use_separate_proj_weight=True needs q_, k_ and v_proj_weight")
         b = in_proj_bias
         e = embed_dim
-        q = linear(query, q_proj_weight, None if b is None else b[:e])
-        k = linear(key, k_proj_weight, None if b is None else b[e:2 * e])
-        v = linear(value, v_proj_weight, None if b is None else b[2 * e:])
+        q = _linear_seq(query, q_proj_weight, None if b is None else b[:e])
+        k = _linear_seq(key, k_proj_weight, None if b is None else b[e:2 * e])
+        v = _linear_seq(value, v_proj_weight, None if b is None else b[2 * e:])
     src_len = key.shape[0]
     if mask is not None:
         expected = (tgt_len, src_len) if mask.ndim == 2 else (bsz * num_heads, tgt_len, src_len)
@@ -227,7 +243,7 @@ def multi_head_attention_forward(
     elif bias_k is not None or bias_v is not None:
         raise ValueError(f"{op}: bias_k and bias_v must be given together")
     # heads: (L, N, E) -> (N, H, L, hd), views where the layout allows
-    q4 = q.reshape(tgt_len, bsz, num_heads, head_dim).permute(1, 2, 0, 3)
+    q4 = _split_heads(q, bsz, num_heads, head_dim)
     k4 = _heads(op, "static_k", static_k, k, bsz, num_heads, head_dim)
     v4 = _heads(op, "static_v", static_v, v, bsz, num_heads, head_dim)
     if add_zero_attn:
@@ -247,8 +263,12 @@ def multi_head_attention_forward(
     probs = AttentionProbs.apply(q4, k4, mask4, 1.0 / math.sqrt(head_dim))  # (N, H, L, S)
     if training and dropout_p > 0.0:
         probs = dropout(probs, dropout_p, True, generator=generator)
-    out = (probs @ v4).permute(2, 0, 1, 3).reshape(tgt_len * bsz, embed_dim)
-    out = linear(out, out_proj_weight, out_proj_bias).reshape(tgt_len, bsz, -1)
+    if _batch_major(query):  # batch-first input: (N, L, E) rows, returned as a (L, N, E) view of them
+        out = (probs @ v4).permute(0, 2, 1, 3).reshape(bsz * tgt_len, embed_dim)
+        out = linear(out, out_proj_weight, out_proj_bias).reshape(bsz, tgt_len, -1).transpose(0, 1)
+    else:
+        out = (probs @ v4).permute(2, 0, 1, 3).reshape(tgt_len * bsz, embed_dim)
+        out = linear(out, out_proj_weight, out_proj_bias).reshape(tgt_len, bsz, -1)
     weights = None
     if need_weights:
         weights = probs.mean(1) if average_attn_weights else probs
@@ -261,10 +281,18 @@ def multi_head_attention_forward(
 def _heads(op: str, name: str, static: Tensor | None, x: Tensor, bsz: int, num_heads: int, head_dim: int) -> Tensor:
     """(S, N, E) keys or values as (N, H, S, hd), or a given ``static`` (N * H, S, hd) tensor."""
     if static is None:
-        return x.reshape(x.shape[0], bsz, num_heads, head_dim).permute(1, 2, 0, 3)
+        return _split_heads(x, bsz, num_heads, head_dim)
     if static.ndim != 3 or static.shape[0] != bsz * num_heads or static.shape[2] != head_dim:
         raise ShapeError(f"{op}: {name} of shape {tuple(static.shape)}, expected ({bsz * num_heads}, S, {head_dim})")
     return static.reshape(bsz, num_heads, static.shape[1], head_dim)
+
+
+def _split_heads(x: Tensor, bsz: int, num_heads: int, head_dim: int) -> Tensor:
+    """(S, N, E) -> (N, H, S, hd), views where the layout allows: from the (N, S, E) storage when ``x`` is a
+    view of it, so that the backward merges the heads' gradients straight into that order (one copy, not two)."""
+    if _batch_major(x) and not x.is_contiguous():
+        return x.transpose(0, 1).reshape(bsz, x.shape[0], num_heads, head_dim).permute(0, 2, 1, 3)
+    return x.reshape(x.shape[0], bsz, num_heads, head_dim).permute(1, 2, 0, 3)
 
 
 def _mask4(mask: Tensor, bsz: int, num_heads: int, src_len: int) -> Tensor:

@@ -28,6 +28,13 @@ def _check_dtypes(op: str, *ts: Tensor | None) -> None:
 @autocast_op("lower")
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
     """``input @ weight^T + bias`` for input (..., in), weight (out, in), bias (out,)."""
+    if isinstance(input, Tensor) and isinstance(weight, Tensor) and (bias is None or isinstance(bias, Tensor)):
+        # the common, valid call in a few attribute reads (this runs for every layer of every step)
+        xd, wd = input._data, weight._data
+        dt = xd.dtype
+        if (dt.kind == "f" and wd.dtype == dt and wd.ndim == 2 and xd.ndim and xd.shape[-1] == wd.shape[1]
+                and (bias is None or (bias._data.dtype == dt and bias._data.shape == (wd.shape[0],)))):
+            return Linear.apply(input, weight, bias)
     _check_dtypes("linear", input, weight, bias)
     if weight.ndim == 1:  # PyTorch allows a vector weight: a dot product per row
         out = input @ weight

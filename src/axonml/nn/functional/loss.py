@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ...backend import CPU
+from ...backend.graphs import current_capture
 from ...core import dtypes as D
 from ...core.autocast import autocast_op
 from ...core.methods import cat, where
@@ -24,6 +26,7 @@ from ...errors import DeviceError, DTypeError, IndexingError, ShapeError
 from ...ops import math as _math
 from ...ops.linalg_ops import vector_norm
 from ...ops.shape import broadcast_shapes, broadcast_tensors
+from ..prims.loss import CrossEntropy, SquaredError, fused_targets
 from .activation import logsigmoid
 
 __all__: list[str] = [
@@ -34,6 +37,7 @@ __all__: list[str] = [
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
+_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 # ----- reduction ----------------------------------------------------------------------------------
@@ -117,6 +121,10 @@ def mse_loss(input: Tensor, target: Tensor, size_average: bool | None = None, re
     """``(input - target)**2``; a ``weight`` of the input's shape makes 'mean' a weighted mean."""
     red = _reduction("mse_loss", reduction, size_average, reduce)
     x, y = _pointwise_args("mse_loss", input, target)
+    xd, yd = x._data, y._data
+    if (weight is None and red != "none" and xd.shape == yd.shape and xd.dtype == yd.dtype and xd.size
+            and xd.dtype in _FUSED_DTYPES and x._device is CPU and y._device is CPU):
+        return SquaredError.apply(x, y, red)  # 2 passes forward, 1 backward (nn/prims/loss.py)
     d = x - y
     return _weighted("mse_loss", d * d, x, weight, red, True)
 
@@ -180,7 +188,7 @@ def _valid_targets(op: str, target: Tensor, n_classes: int, ignore_index: int) -
     t = target._data
     valid = t != ignore_index
     safe = xp.where(valid, t, 0)
-    if safe.size:
+    if safe.size and current_capture() is None:  # a CUDA graph capture cannot read values back to check them
         lo, hi = int(safe.min()), int(safe.max())
         if lo < 0 or hi >= n_classes:
             raise IndexingError(f"{op}: target {lo if lo < 0 else hi} is out of bounds for {n_classes} classes")
@@ -228,6 +236,13 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  
     probabilities (floats, the input's shape). ``label_smoothing`` mixes the target with the
     uniform distribution; ``weight`` rescales each class.
     """
+    if (weight is None and not label_smoothing and size_average is None and reduce is None
+            and reduction in _REDUCTIONS and isinstance(input, Tensor) and isinstance(target, Tensor)):
+        # the common case, checked in a few reads, as one primitive (nn/prims/loss.py)
+        xd, td = input._data, target._data
+        if (xd.dtype in _FUSED_DTYPES and 0 < xd.ndim <= 2 and xd.size and input._device is CPU
+                and target._device is CPU and td.dtype.kind in "iu" and td.shape == xd.shape[:-1]):
+            return CrossEntropy.apply(input, *fused_targets(td, xd.shape[-1], ignore_index, xd.dtype), reduction)
     red = _reduction("cross_entropy", reduction, size_average, reduce)
     x = _float("cross_entropy", "input", input)
     _tensor("cross_entropy", "target", target)

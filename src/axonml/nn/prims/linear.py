@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ...backend import matmul
 from ...core.function import Primitive
 from ...core.tensor import Tensor
@@ -28,30 +30,37 @@ class Linear(Primitive):
 
     @staticmethod
     def forward(ctx: Any, x: Any, w: Any, b: Any) -> Any:
-        lead = x.shape[:-1]
-        x2 = x.reshape(math.prod(lead), x.shape[-1]) if x.ndim != 2 else x
-        out = matmul(ctx.xp, x2, w.T)
+        xp = ctx.xp
+        if x.ndim == 2:
+            out = x @ w.T if xp is np else matmul(xp, x, w.T)
+        else:
+            lead = x.shape[:-1]
+            out = matmul(xp, x.reshape(math.prod(lead), x.shape[-1]), w.T)
         if out.dtype != x.dtype:  # NumPy returns bfloat16 products as float32; PyTorch keeps bfloat16
             out = out.astype(x.dtype)
         if b is not None:
             out += b
-        return out.reshape(*lead, w.shape[0]) if x.ndim != 2 else out
+        return out if x.ndim == 2 else out.reshape(*lead, w.shape[0])
 
     def backward(self, grad: Tensor) -> tuple[Any, Any, Any]:  # type: ignore[override]
         x, w, b = self.inputs
-        need_x, need_w, need_b = (e is not None for e in self.next_edges)
-        n_in, n_out = w.shape[1], w.shape[0]
+        ex, ew, eb = self.next_edges
         if not arrays_only():
+            n_in, n_out = w.shape[1], w.shape[0]
             g2 = grad.reshape(-1, n_out)
-            gx = (grad @ w) if need_x else None
-            gw = g2.mT @ x.reshape(-1, n_in) if need_w else None
-            return gx, gw, (grad if need_b and b is not None else None)  # the engine sums grad to (out,)
-        g2 = grad._data.reshape(-1, n_out)
-        dev = self.device
-        xp = self.xp
-        gx = Tensor._make(matmul(xp, g2, w._data).reshape(x.shape), dev) if need_x else None
-        gw = Tensor._make(matmul(xp, g2.T, x._data.reshape(-1, n_in)), dev) if need_w else None
-        gb = Tensor._make(col_sum(self.xp, g2), dev) if need_b and b is not None else None
+            gx = (grad @ w) if ex is not None else None
+            gw = g2.mT @ x.reshape(-1, n_in) if ew is not None else None
+            return gx, gw, (grad if eb is not None and b is not None else None)  # the engine sums grad to (out,)
+        xp, dev = self.xp, self.device
+        xd, wd, g2 = x._data, w._data, grad._data
+        if xp is np and xd.ndim == 2 and g2.ndim == 2:  # the common case: no reshapes, no dispatch
+            gx = Tensor._make(g2 @ wd, dev) if ex is not None else None
+            gw = Tensor._make(g2.T @ xd, dev) if ew is not None else None
+        else:
+            g2 = g2.reshape(-1, wd.shape[0])
+            gx = Tensor._make(matmul(xp, g2, wd).reshape(xd.shape), dev) if ex is not None else None
+            gw = Tensor._make(matmul(xp, g2.T, xd.reshape(-1, wd.shape[1])), dev) if ew is not None else None
+        gb = Tensor._make(col_sum(xp, g2), dev) if eb is not None and b is not None else None
         return gx, gw, gb
 
     def jvp(self, tx: Any, tw: Any, tb: Any) -> Any:
