@@ -7,17 +7,21 @@ GEMM over all steps at the end, and so is the LSTM projection's.
 
 On CUDA (float16/32/64) each step's elementwise work is one fused kernel of
 :mod:`._rnn_cuda`; elsewhere it is a short chain of in-place array calls into
-preallocated buffers.
+preallocated buffers. The LSTM on NumPy has its own feature-major walk
+(:func:`_lstm_backward_fm`), matching its forward.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from ...backend import matmul
 from ...core.tensor import Tensor
 from . import _rnn_cuda
-from ._fastpath import col_sum
-from .rnn import GATES
+from ._fastpath import col_sum, row_sum
+from .rnn import GATES, reused_empty, work_empty
 
 
 def _lstm_step_grad(xp: Any, d: Any, dht: Any, dc: Any, a: Any, tc: Any, c_prev: Any, hidden: int, t1: Any,
@@ -82,8 +86,91 @@ def _gru_step_grad(xp: Any, d: Any, dgh: Any, dht: Any, a: Any, ghn: Any, h_prev
     xp.multiply(dht, z, out=direct)
 
 
+def _lstm_backward_fm(node: Any, grad: Tensor) -> tuple[Any, ...]:
+    """The LSTM's backward on NumPy, feature-major like its forward (``rnn._lstm_forward_fm``).
+
+    The gates' gradients of every step go to one (4H, T, N) array: step t's (4H, N) block
+    feeds the step's GEMM W_hh^T @ d as it is (a row stride of T * N suits BLAS), the
+    weight gradients are single GEMMs over all steps, and the (T, N, 4H) gradient of ``xw``
+    is a transposed view of it, with no copy. A step is 17 array calls around its GEMM.
+    """
+    xw, h0, c0, w_hh, b_hh, w_hr = node.inputs[:6]
+    need = [e is not None for e in node.next_edges[:6]]
+    steps, n, width = xw.shape
+    hidden, h_out, dt = width // 4, h0.shape[-1], xw._data.dtype
+    split = steps * n * h_out
+    g = grad._data if grad._data.dtype == dt else grad._data.astype(dt)
+    gouts = g[:split].reshape(steps, n, h_out)
+    outs = node._out[0][:split].reshape(steps, n, h_out)
+    acts, cells, hraw = node.acts, node.cells, node.hraw
+    h0a, whr = h0._data, None if w_hr is None else w_hr._data
+    dc = np.ascontiguousarray(g[split:].reshape(n, hidden).T)  # (H, N), updated in place to dc_{t-1}
+    c_first = np.ascontiguousarray(c0._data.T)
+    w_t = w_hh._data.T  # (H_out, 4H); a contiguous copy costs as much as it saves (2 threads) or more (1)
+    dgates = reused_empty((width, steps, n), dt)  # row: gate and unit; column: step and sample
+    dh, dht = np.zeros((h_out, n), dt), np.empty((h_out, n), dt)  # the GEMM's share of dh; dh in full
+    sq, fac = np.empty((4, hidden, n), dt), np.empty((3, hidden, n), dt)
+    t1, tc = np.empty((hidden, n), dt), np.empty((hidden, n), dt)
+    one = np.ones((), dt)
+    dh_all: Any = None
+    dhp: Any = None
+    if whr is not None:  # the output's gradient per step, for the projection's one GEMM at the end
+        dh_all, dhp = reused_empty((h_out, steps if need[5] else 1, n), dt), np.empty((hidden, n), dt)
+    back = range(steps) if node.reverse else range(steps - 1, -1, -1)
+    first, prev = back[-1], (1 if node.reverse else -1)  # the forward's first step; t's predecessor - t
+    for t in back:
+        c_prev = c_first if t == first else cells[t + prev]
+        if whr is None:
+            np.add(dh, gouts[t].T, out=dht)
+            dh_t = dht
+        else:
+            dh_out = dh_all[:, t if need[5] else 0]
+            np.add(dh, gouts[t].T, out=dh_out)
+            np.matmul(whr.T, dh_out, out=dhp)  # (H, N): the gradient before the projection
+            dh_t = dhp
+        a, d = acts[t], dgates[:, t]
+        d4 = d.reshape(4, hidden, n)
+        np.tanh(cells[t], out=tc)
+        np.multiply(a, a, out=sq)  # activation derivatives: s - s^2 (i, f, o), 1 - g^2
+        np.subtract(a[:2], sq[:2], out=sq[:2])
+        np.subtract(a[3], sq[3], out=sq[3])
+        np.subtract(one, sq[2], out=sq[2])
+        np.multiply(sq[0:3:2], a[2::-2], out=fac[0:3:2])  # dc's factors: i' * g, g' * i
+        np.multiply(sq[1], c_prev, out=fac[1])  # f' * c_prev
+        np.multiply(sq[3], tc, out=t1)  # d_o = dh * tanh(c) * o'
+        np.multiply(t1, dh_t, out=d4[3])
+        np.multiply(tc, tc, out=t1)  # the cell state's share dh * o * (1 - tanh(c)^2)
+        np.subtract(one, t1, out=t1)
+        t1 *= a[3]
+        t1 *= dh_t
+        dc += t1
+        np.multiply(fac, dc, out=d4[:3])  # d_i, d_f, d_g
+        dc *= a[1]
+        if t != first or need[1]:
+            np.matmul(w_t, d, out=dh)
+    dev = node.device
+    out: list[Any] = [None] * 8
+    flat = dgates.reshape(width, steps * n)
+    out[0] = Tensor._make(flat.T.reshape(steps, n, width), dev) if need[0] else None
+    out[1] = Tensor._make(np.ascontiguousarray(dh.T), dev) if need[1] else None
+    out[2] = Tensor._make(np.ascontiguousarray(dc.T), dev) if need[2] else None
+    if need[3]:  # every step's h_prev is the previous output, the first step's is h0
+        later = (flat[:, : -n], outs[1:]) if node.reverse else (flat[:, n:], outs[:-1])
+        dw = later[0] @ later[1].reshape(-1, h_out)
+        if h0a.any():
+            dw += flat[:, first * n: (first + 1) * n] @ h0a
+        out[3] = Tensor._make(dw, dev)
+    if b_hh is not None and need[4]:
+        out[4] = Tensor._make(row_sum(np, flat), dev)
+    if dh_all is not None and need[5]:
+        out[5] = Tensor._make(dh_all.reshape(h_out, -1) @ hraw.reshape(-1, hidden), dev)
+    return tuple(out)
+
+
 def scan_backward(node: Any, grad: Tensor) -> tuple[Any, ...]:
     """Gradients of (xw, h0, c0, w_hh, b_hh, w_hr) for the packed output's gradient ``grad``."""
+    if node.feature_major:
+        return _lstm_backward_fm(node, grad)
     xw, h0, c0, w_hh, b_hh, w_hr = node.inputs[:6]
     mode, reverse, xp = node.mode, node.reverse, node.xp
     steps, n, width = xw.shape
@@ -94,8 +181,8 @@ def scan_backward(node: Any, grad: Tensor) -> tuple[Any, ...]:
     dtype = xw._data.dtype
     g = grad._data if grad._data.dtype == dtype else grad._data.astype(dtype)
     gouts = g[:split].reshape(steps, n, h_out)
-    dxw = xp.empty((steps, n, width), dtype)
-    dgh_all = xp.empty((steps, n, width), dtype) if mode == "GRU" else dxw  # the hidden GEMM's share
+    dxw = work_empty(xp, (steps, n, width), dtype)
+    dgh_all = work_empty(xp, (steps, n, width), dtype) if mode == "GRU" else dxw  # the hidden GEMM's share
     need = [e is not None for e in node.next_edges[:6]]
     fused = _rnn_cuda.fusable(xp, dtype)
     first = steps - 1 if reverse else 0
@@ -121,7 +208,7 @@ def scan_backward(node: Any, grad: Tensor) -> tuple[Any, ...]:
             # every step's h_prev, in step order: one GEMM for the hidden weights' gradient
             h_prevs = xp.concatenate([outs[1:], h0._data[None]]) if reverse else xp.concatenate([h0._data[None],
                                                                                                  outs[:-1]])
-            out[3] = Tensor._make(flat.T @ h_prevs.reshape(-1, h_out), dev)
+            out[3] = Tensor._make(matmul(xp, flat.T, h_prevs.reshape(-1, h_out)), dev)
         if b_hh is not None and need[4]:
             out[4] = Tensor._make(col_sum(xp, flat), dev)
     if dw_hr is not None:
@@ -163,7 +250,7 @@ class _Walk:
             if whr is not None:
                 dht_out = dh_all[t if need_whr else 0]
                 xp.add(dh, gouts[t], out=dht_out)
-                xp.matmul(dht_out, whr, out=dhp)  # (N, H): the gradient before the projection
+                matmul(xp, dht_out, whr, out=dhp)  # (N, H): the gradient before the projection
                 dht, gout = dhp, zero
             else:
                 dht, gout = dh, gouts[t]
@@ -174,11 +261,11 @@ class _Walk:
                     dht += gout  # dh is this walk's own buffer
                 tc = tcs[t] if tcs is not None else xp.tanh(cells[t])
                 _lstm_step_grad(xp, dxw[t], dht, dc, acts[t], tc, c_prev, hidden, t1, t2)
-            xp.matmul(dxw[t], self.w, out=spare)
+            matmul(xp, dxw[t], self.w, out=spare)
             dh, spare = spare, dh
         dw_hr = None
         if whr is not None and need_whr:
-            dw_hr = dh_all.reshape(-1, h_out).T @ node.hraw.reshape(-1, hidden)
+            dw_hr = matmul(xp, dh_all.reshape(-1, h_out).T, node.hraw.reshape(-1, hidden))
         return dh, dw_hr
 
     def gru(self, dxw: Any, dgh_all: Any, gouts: Any, outs: Any) -> Any:
@@ -193,12 +280,12 @@ class _Walk:
             if fused:
                 _rnn_cuda.gru_backward(xp, dh, gouts[t], h_prev, node.ghn[t], node.acts[t], direct, dxw[t],
                                        dgh_all[t])
-                xp.matmul(dgh_all[t], self.w, out=spare)
+                matmul(xp, dgh_all[t], self.w, out=spare)
             else:
                 dh += gouts[t]
                 _gru_step_grad(xp, dxw[t], dgh_all[t], dh, node.acts[t], node.ghn[t], h_prev, hidden, t1, t2,
                                direct)
-                xp.matmul(dgh_all[t], self.w, out=spare)
+                matmul(xp, dgh_all[t], self.w, out=spare)
                 spare += direct
             dh, spare = spare, dh
         if fused:
@@ -221,6 +308,6 @@ class _Walk:
                     xp.multiply(outs[t], outs[t], out=d)
                     xp.subtract(1.0, d, out=d)
                     d *= dh
-            xp.matmul(d, self.w, out=spare)
+            matmul(xp, d, self.w, out=spare)
             dh, spare = spare, dh
         return dh

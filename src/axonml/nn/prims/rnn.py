@@ -13,14 +13,22 @@ On CUDA (float16/32/64) a step's elementwise work (gates to c and h forward, the
 gradients backward) is one fused kernel of :mod:`._rnn_cuda` after the step's GEMM: a GPU
 step is launch-bound, and the array path costs ~10 launches forward and ~20 backward per step.
 
+On NumPy the LSTM runs feature-major (:func:`_lstm_forward_fm`): a step's gates are
+(4H, N) = W_hh @ h^T, the GEMM orientation OpenBLAS runs fastest at these shapes.
+
 The input projection (``x @ w_ih^T + b_ih``) is not part of it: the caller does it for
 the whole sequence in one GEMM and passes the result ``xw`` (T, N, G * H).
 """
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any
 
+import numpy as np
+
+from ...backend import matmul
 from ...core.engine import grad as _grad
 from ...core.function import Primitive
 from ...core.grad_mode import enable_grad
@@ -85,6 +93,46 @@ def composed_scan(mode: str, xw: Tensor, h0: Tensor, c0: Tensor | None, w_hh: Te
 
 
 # ----- array helpers ------------------------------------------------------------------------------------
+# The scan's large arrays (its output, the forward's saved gates and states, the backward's gate
+# gradients) have the same shapes every training step. Fresh, they cost page faults: ~3300 a step
+# on the 2-layer LSTM benchmark, 5-10 ms in this VM (the process's sys time). So NumPy arrays of
+# at least _REUSE_MIN_BYTES are kept here and handed out again once nothing else holds them: a
+# Tensor, a view or a saved node on the array adds to its reference count, which is checked.
+# What idle arrays hold is bounded: the least recently handed out go first past _REUSE_MAX
+# arrays or _REUSE_MAX_BYTES.
+_REUSE_MIN_BYTES = 1 << 18
+_REUSE_MAX = 16
+_REUSE_MAX_BYTES = 1 << 28
+_FREE_REFS = 3  # the cache's list, the loop's variable, getrefcount's argument
+_REUSE: list[Any] = []
+_REUSE_LOCK = threading.Lock()
+
+
+def reused_empty(shape: tuple[int, ...], dtype: Any) -> Any:
+    """An uninitialized NumPy array of ``shape`` and ``dtype``, recycled from an earlier scan when one is free."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    if size * dtype.itemsize < _REUSE_MIN_BYTES:
+        return np.empty(shape, dtype)
+    with _REUSE_LOCK:
+        for k in range(len(_REUSE)):  # by index: an iterator's cached item would add a reference
+            a = _REUSE[k]
+            if a.size == size and a.dtype == dtype and sys.getrefcount(a) <= _FREE_REFS:
+                _REUSE.append(_REUSE.pop(k))
+                return a.reshape(shape)
+        a = np.empty(size, dtype)
+        _REUSE.append(a)
+        while len(_REUSE) > _REUSE_MAX or sum(r.nbytes for r in _REUSE) > _REUSE_MAX_BYTES:
+            free = [k for k in range(len(_REUSE) - 1) if sys.getrefcount(_REUSE[k]) <= _FREE_REFS - 1]
+            del _REUSE[free[0] if free else -1]  # the oldest free one; none free: the new one is not kept
+        return a.reshape(shape)
+
+
+def work_empty(xp: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """``xp.empty``, recycled through :func:`reused_empty` for NumPy (CuPy has its own memory pool)."""
+    return reused_empty(shape, dtype) if xp is np else xp.empty(shape, dtype)
+
+
 def _sigmoid_(xp: Any, a: Any) -> None:
     """Logistic sigmoid in place, as ``0.5 + 0.5 * tanh(a / 2)``: no overflow, and NumPy's tanh is fast."""
     a *= 0.5
@@ -111,14 +159,21 @@ class RecurrentScan(Primitive):
         steps, n, gh_width = xw.shape
         hidden = gh_width // GATES[mode]
         h_out = h0.shape[-1]
-        packed = xp.empty(steps * n * h_out + (n * hidden if mode == "LSTM" else 0), xw.dtype)
+        size = steps * n * h_out + (n * hidden if mode == "LSTM" else 0)
+        packed = work_empty(xp, (size,), xw.dtype)
         outs = packed[: steps * n * h_out].reshape(steps, n, h_out)
-        if b_hh is not None and mode != "GRU":
-            xw = xw + b_hh  # it adds to the same pre-activation: one pass over the sequence, not one per step
-        w_t = xp.ascontiguousarray(w_hh.T)  # BLAS is ~1.5x faster on (N, H) @ (H, GH) than with a transposed flag
+        if b_hh is not None and mode != "GRU":  # it adds to the same pre-activation: one pass, not one per step
+            xw = xp.add(xw, b_hh, out=work_empty(xp, xw.shape, xw.dtype))
         order = range(steps - 1, -1, -1) if reverse else range(steps)
         fused = _rnn_cuda.fusable(xp, xw.dtype)  # CUDA: one fused kernel per step after its GEMM
         ctx.acts = ctx.cells = ctx.ghn = ctx.tcs = ctx.hraw = None
+        ctx.feature_major = mode == "LSTM" and xp is np and not fused  # see _lstm_forward_fm
+        if ctx.feature_major:
+            c_last = _lstm_forward_fm(ctx, xw, h0, c0, w_hh, w_hr, outs, order)
+            packed[steps * n * h_out:].reshape(n, hidden)[...] = c_last.T
+            ctx.mode, ctx.reverse = mode, reverse
+            return packed
+        w_t = xp.ascontiguousarray(w_hh.T)  # BLAS is ~1.5x faster on (N, H) @ (H, GH) than with a transposed flag
         if mode == "LSTM":
             c_last = _lstm_forward(ctx, xp, xw, h0, c0, w_t, w_hr, outs, order, fused)
             packed[steps * n * h_out:] = c_last.reshape(-1)
@@ -129,7 +184,7 @@ class RecurrentScan(Primitive):
             h = h0
             for t in order:
                 o = outs[t]
-                xp.matmul(h, w_t, out=o)
+                matmul(xp, h, w_t, out=o)
                 if fused:
                     _rnn_cuda.simple_forward(xp, o, xw[t], relu)
                 else:
@@ -209,7 +264,7 @@ def _lstm_forward(ctx: Any, xp: Any, xw: Any, h: Any, c: Any, w_t: Any, w_hr: An
     w_hr_t = None if w_hr is None else w_hr.T
     for t in order:
         g = acts[t]
-        xp.matmul(h, w_t, out=g)
+        matmul(xp, h, w_t, out=g)
         h_dst = outs[t] if hraw is None else hraw[t]
         if fused:
             _rnn_cuda.lstm_forward(xp, g, xw[t], c, cells[t], h_dst)
@@ -226,9 +281,63 @@ def _lstm_forward(ctx: Any, xp: Any, xw: Any, h: Any, c: Any, w_t: Any, w_hr: An
             xp.tanh(c_new, out=tcs[t])  # type: ignore[index]
             xp.multiply(tcs[t], g[:, 3 * hidden:], out=h_dst)  # type: ignore[index]
         if hraw is not None:
-            xp.matmul(hraw[t], w_hr_t, out=outs[t])
+            matmul(xp, hraw[t], w_hr_t, out=outs[t])
         c, h = cells[t], outs[t]
     ctx.acts, ctx.cells, ctx.tcs, ctx.hraw = acts, cells, tcs, hraw
+    return c
+
+
+_GATE_SCALE = (0.5, 0.5, 1.0, 0.5)  # per LSTM gate (i, f, g, o): sigmoid(x) = 0.5 * tanh(x / 2) + 0.5, g is tanh
+_GATE_SHIFT = (0.5, 0.5, 0.0, 0.5)
+
+
+def _lstm_forward_fm(ctx: Any, xw: Any, h: Any, c: Any, w_hh: Any, w_hr: Any, outs: Any, order: range) -> Any:
+    """The LSTM steps on NumPy, feature-major: each step's gates are (4, H, N) = W_hh @ h^T, not (N, 4H).
+
+    OpenBLAS runs a step's (4H, H_out) @ (H_out, N) ~1.1x (1 thread) to ~1.5x (2 threads) faster
+    than (N, H_out) @ (H_out, 4H), and each gate is then one contiguous (H, N) block, so the
+    four-gate activation is 4 calls over the whole array. The price is reading ``xw[t]``
+    transposed (one pass); outputs go to ``outs`` (T, N, H_out) as usual. Keeps for the
+    backward the gates (T, 4, H, N), c (T, H, N) and h before the projection (T, N, H), not
+    tanh(c): recomputing it there costs less than storing and reading it back. Returns the
+    last c (H, N).
+    """
+    steps, n, width = xw.shape
+    hidden, dt = width // 4, xw.dtype
+    block = steps * n * hidden
+    work = reused_empty(((5 if w_hr is None else 6) * block,), dt)  # one array: one free-check, one reuse
+    acts = work[: 4 * block].reshape(steps, 4, hidden, n)
+    cells = work[4 * block: 5 * block].reshape(steps, hidden, n)
+    hraw = None if w_hr is None else work[5 * block: 6 * block].reshape(steps, n, hidden)
+    scale = np.asarray(_GATE_SCALE, dt).reshape(4, 1, 1)
+    shift = np.asarray(_GATE_SHIFT, dt).reshape(4, 1, 1)
+    tmp, tc = np.empty((hidden, n), dt), np.empty((hidden, n), dt)
+    c = np.ascontiguousarray(c.T)
+    skip = not h.any()  # a zero initial state (the default): the first step's product is zero
+    w_hr_t: Any = None if w_hr is None else w_hr.T
+    for t in order:
+        a = acts[t]
+        g = a.reshape(width, n)
+        if skip:
+            np.copyto(g, xw[t].T)
+            skip = False
+        else:
+            np.matmul(w_hh, h.T, out=g)
+            g += xw[t].T
+        np.multiply(a, scale, out=a)
+        np.tanh(a, out=a)
+        np.multiply(a, scale, out=a)
+        a += shift
+        c_new = cells[t]
+        np.multiply(a[1], c, out=c_new)
+        np.multiply(a[0], a[2], out=tmp)
+        c_new += tmp
+        np.tanh(c_new, out=tc)
+        np.multiply(tc, a[3], out=(outs[t] if hraw is None else hraw[t]).T)
+        if hraw is not None:
+            np.matmul(hraw[t], w_hr_t, out=outs[t])
+        c, h = c_new, outs[t]
+    ctx.acts, ctx.cells, ctx.hraw = acts, cells, hraw
     return c
 
 
@@ -237,12 +346,12 @@ def _gru_forward(ctx: Any, xp: Any, xw: Any, h: Any, w_t: Any, b_hh: Any, outs: 
     """The GRU steps: outputs into ``outs``; the gates (r, z, n) and the new gate's hidden part on ``ctx``."""
     steps, n, width = xw.shape
     hidden, dt = width // 3, xw.dtype
-    acts = xp.empty((steps, n, width), dt)
-    ghn = xp.empty((steps, n, hidden), dt)  # per step h @ W_hn^T + b_hn, which the reset gate scales
+    acts = work_empty(xp, (steps, n, width), dt)
+    ghn = work_empty(xp, (steps, n, hidden), dt)  # per step h @ W_hn^T + b_hn, which the reset gate scales
     gh = xp.empty((n, width), dt)
     b = (b_hh if b_hh is not None else xp.zeros(width, dt)) if fused else None
     for t in order:
-        xp.matmul(h, w_t, out=gh)
+        matmul(xp, h, w_t, out=gh)
         if fused:
             _rnn_cuda.gru_forward(xp, xw[t], gh, b, h, acts[t], ghn[t], outs[t])
         else:
