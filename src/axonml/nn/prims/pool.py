@@ -26,6 +26,7 @@ from ...backend.graphs import current_capture
 from ...core.dtypes import is_float_np
 from ...core.function import Primitive
 from ...core.tensor import Tensor
+from . import _conv_cpu_pool as _cpu_pool
 
 _ALL2 = (slice(None), slice(None))
 
@@ -177,13 +178,21 @@ class MaxPool(Primitive):
                     for d, (t, j) in enumerate(zip(grids, off))
                 )
                 cands.append(x[_ALL2 + ix])
+        ctx.geom, ctx.size = geom, size
+        if xp is np:  # CPU: a compiled 2x2 loop, or max and first argmax in one sweep
+            jit = _cpu_pool.jit_2x2(geom, size, x.dtype) if isinstance(geom, PoolGeom) else None
+            out, ctx.kidx = _cpu_pool.maxpool2x2(jit, x, geom) if jit is not None else _cpu_pool.running_max(cands)
+            if xpad is not x and bool((out == lowest).any()):  # a window of -inf must not pick a padding position
+                ctx.kidx = _first_max(xp, cands, out, _valid_masks(xp, geom, size))
+            if box is not None:
+                box.append(ctx.flat())
+            return out
         out = cands[0].copy()
         for c in cands[1:]:
             xp.maximum(out, c, out=out)
         if xpad is not x and (current_capture() is not None or bool((out == lowest).any())):
             valid = _valid_masks(xp, geom, size)  # a window of -inf must not pick a padding position
         ctx.kidx = _first_max(xp, cands, out, valid)
-        ctx.geom, ctx.size = geom, size
         if box is not None:
             box.append(ctx.flat())
         return out
@@ -196,6 +205,8 @@ class MaxPool(Primitive):
         return idx
 
     def backward(self, grad: Tensor) -> tuple[Any, None, None]:  # type: ignore[override]
+        if self.xp is np and isinstance(self.geom, PoolGeom) and _cpu_pool.disjoint(self.geom, self.size):
+            return WindowScatter.apply(grad, self), None, None
         return FlatScatter.apply(grad, self.flat(), self.size, True), None, None
 
     def jvp(self, t: Tensor | None, *_: Any) -> Tensor | None:
@@ -221,6 +232,26 @@ def _global(xp: Any, idx: Any, per_channel: int) -> Any:
     n_rows = idx.shape[0] * idx.shape[1]
     rows = xp.arange(n_rows, dtype=idx.dtype) * per_channel
     return (idx.reshape(n_rows, math.prod(idx.shape[2:])) + rows[:, None]).reshape(-1)
+
+
+class WindowScatter(Primitive):
+    """Max pooling's gradient on the CPU for disjoint windows: g (B, C, *O) at each window's maximum, zeros elsewhere.
+
+    Called as ``WindowScatter.apply(g, pool)`` with the ``MaxPool`` node. A primitive because its
+    forward (``_conv_cpu_pool.window_scatter``) needs neither ``FlatScatter``'s flat index nor
+    ``np.add.at``: 2-3x faster. Its adjoint is the gather at the same positions.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, g: Any, pool: Any) -> Any:
+        ctx.pool = pool
+        return _cpu_pool.window_scatter(g, pool.kidx, pool.geom, pool.size)
+
+    def backward(self, grad: Tensor) -> tuple[Any, None]:  # type: ignore[override]
+        return FlatGather.apply(grad, self.pool.flat()), None
+
+    def jvp(self, t: Tensor | None, *_: Any) -> Tensor | None:
+        return None if t is None else WindowScatter.apply(t, self.pool)
 
 
 class FlatGather(Primitive):
