@@ -61,13 +61,15 @@ def test_fan_errors() -> None:
 
 
 def test_uniform_normal_constant() -> None:
+    ax.manual_seed(0)  # a fixed sample: the result must not depend on which tests ran before
     w = _w(200, 100)
     assert init.uniform_(w, -2.0, 3.0) is w
     a = _a(w)
     assert a.min() >= -2.0 and a.max() < 3.0 and abs(a.mean() - 0.5) < 0.05
     assert abs(a.std() - 5 / math.sqrt(12)) < 0.03
     init.normal_(w, 1.5, 0.5)
-    assert abs(_a(w).mean() - 1.5) < 0.01 and abs(_a(w).std() - 0.5) < 0.01
+    # 20,000 draws: the mean's standard error is 0.0035, the std's 0.0025 (bounds at ~5 and 4 of them)
+    assert abs(_a(w).mean() - 1.5) < 0.0175 and abs(_a(w).std() - 0.5) < 0.01
     init.constant_(w, 0.25)
     assert np.all(_a(w) == 0.25)
     init.ones_(w)
