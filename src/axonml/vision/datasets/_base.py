@@ -76,8 +76,9 @@ class VisionDataset(Dataset[tuple[Any, Any]]):
         return image, target
 
     def extra_repr(self) -> str:
-        """Extra lines for ``repr`` (subclasses add the split, the classes...)."""
-        return ""
+        """Extra lines for ``repr``: the split of the datasets with a ``train`` flag (subclasses add more)."""
+        train = getattr(self, "train", None)
+        return "" if train is None else f"Split: {'Train' if train else 'Test'}"
 
     def __repr__(self) -> str:
         lines = [f"Number of datapoints: {len(self)}", f"Root location: {self.root}"]
@@ -87,3 +88,14 @@ class VisionDataset(Dataset[tuple[Any, Any]]):
         if self.target_transform is not None:
             lines.append(f"Target transform: {self.target_transform!r}")
         return f"Dataset {type(self).__name__}\n" + "\n".join("    " + x for x in lines)
+
+
+class NamedClasses:
+    """Mixin of the datasets with a fixed ``classes`` list: ``class_to_idx`` derived from it."""
+
+    classes: list[str]
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        """Class name -> index."""
+        return {c: i for i, c in enumerate(self.classes)}

@@ -18,14 +18,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...io.download import download_file, extract_archive
-from ._base import DatasetFileError, VisionDataset, pil_image, resolve_mirrors
+from ._base import DatasetFileError, NamedClasses, VisionDataset, pil_image, resolve_mirrors
 from .mnist import Transform
 from .safe_pickle import load_pickle
 
 __all__ = ["CIFAR10", "CIFAR100"]
 
 
-class CIFAR10(VisionDataset):
+class CIFAR10(NamedClasses, VisionDataset):
     """CIFAR-10: 50,000 training and 10,000 test 32x32 colour images of 10 classes.
 
     Args (as torchvision's): ``root`` (default ``$AXONML_HOME/datasets``), ``train``,
@@ -140,14 +140,6 @@ class CIFAR10(VisionDataset):
         image = pil_image().fromarray(np.asarray(self.data[index]))
         return self._apply(image, int(self.targets[index]))
 
-    @property
-    def class_to_idx(self) -> dict[str, int]:
-        """Class name -> index."""
-        return {c: i for i, c in enumerate(self.classes)}
-
-    def extra_repr(self) -> str:
-        return f"Split: {'Train' if self.train else 'Test'}"
-
 
 class CIFAR100(CIFAR10):
     """CIFAR-100: CIFAR-10's images and sizes with 100 fine classes grouped into 20 coarse superclasses.
@@ -192,4 +184,4 @@ class CIFAR100(CIFAR10):
         return len(self.coarse_classes) if key == "coarse_labels" else len(self.classes)
 
     def extra_repr(self) -> str:
-        return f"Split: {'Train' if self.train else 'Test'}\nLabels: {self.label_type}"
+        return super().extra_repr() + f"\nLabels: {self.label_type}"

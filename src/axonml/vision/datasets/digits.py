@@ -17,7 +17,7 @@ import numpy as np
 
 from ...core.creation import from_numpy
 from ...core.tensor import Tensor
-from ._base import VisionDataset, pil_image
+from ._base import NamedClasses, VisionDataset, pil_image
 from .mnist import MNIST, Transform
 
 __all__ = ["Digits", "DIGITS_MEAN", "DIGITS_STD"]
@@ -48,7 +48,7 @@ def digits_28() -> tuple[np.ndarray, np.ndarray]:
     return np.pad(big, ((0, 0), (2, 2), (2, 2))), labels.astype(np.int64)  # (N, 28, 28)
 
 
-class Digits(VisionDataset):
+class Digits(NamedClasses, VisionDataset):
     """Real handwritten digits 0-9 from scikit-learn (1,497 train / 300 test), 28x28 grey as :class:`MNIST`.
 
     Same format as MNIST: ``data`` uint8 tensor (N, 28, 28), ``targets`` int64 tensor
@@ -74,10 +74,5 @@ class Digits(VisionDataset):
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         return self._apply(pil_image().fromarray(self.data.numpy()[index]), int(self.targets.numpy()[index]))
 
-    @property
-    def class_to_idx(self) -> dict[str, int]:
-        """Class name -> index."""
-        return {c: i for i, c in enumerate(self.classes)}
-
     def extra_repr(self) -> str:
-        return f"Split: {'Train' if self.train else 'Test'}\nscikit-learn digits (UCI), 8x8 scaled to 28x28"
+        return super().extra_repr() + "\nscikit-learn digits (UCI), 8x8 scaled to 28x28"

@@ -20,7 +20,7 @@ import numpy as np
 from ...core.creation import from_numpy
 from ...core.tensor import Tensor
 from ...io.download import download_file, extract_archive
-from ._base import DatasetFileError, VisionDataset, pil_image, resolve_mirrors
+from ._base import DatasetFileError, NamedClasses, VisionDataset, pil_image, resolve_mirrors
 from .idx import read_idx
 
 __all__ = ["MNIST", "FashionMNIST", "KMNIST", "EMNIST"]
@@ -32,7 +32,7 @@ def _as_numpy(x: Any) -> np.ndarray:
     return x.numpy() if isinstance(x, Tensor) else np.asarray(x)
 
 
-class MNIST(VisionDataset):
+class MNIST(NamedClasses, VisionDataset):
     """The MNIST handwritten digits: 60,000 training and 10,000 test images of 28x28 grey pixels.
 
     Args (as torchvision's): ``root`` (default ``$AXONML_HOME/datasets``), ``train``,
@@ -136,14 +136,6 @@ class MNIST(VisionDataset):
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         image = pil_image().fromarray(_as_numpy(self.data)[index])
         return self._apply(image, int(_as_numpy(self.targets)[index]))
-
-    @property
-    def class_to_idx(self) -> dict[str, int]:
-        """Class name -> index."""
-        return {c: i for i, c in enumerate(self.classes)}
-
-    def extra_repr(self) -> str:
-        return f"Split: {'Train' if self.train else 'Test'}"
 
 
 class FashionMNIST(MNIST):

@@ -22,7 +22,7 @@ import numpy as np
 
 from ...core.creation import from_numpy
 from ...core.tensor import Tensor
-from ._base import VisionDataset, pil_image
+from ._base import NamedClasses, VisionDataset, pil_image
 from .mnist import MNIST, Transform
 
 __all__ = ["SyntheticMNIST", "SyntheticCIFAR"]
@@ -119,7 +119,7 @@ def _draw_shapes(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-class SyntheticMNIST(VisionDataset):
+class SyntheticMNIST(NamedClasses, VisionDataset):
     """SYNTHETIC MNIST look-alike (not real data): seven-segment digits, 28x28 grey, labels 0-9.
 
     Same format as :class:`MNIST`: ``data`` uint8 tensor (N, 28, 28), ``targets`` int64
@@ -149,16 +149,11 @@ class SyntheticMNIST(VisionDataset):
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         return self._apply(pil_image().fromarray(self.data.numpy()[index]), int(self.targets.numpy()[index]))
 
-    @property
-    def class_to_idx(self) -> dict[str, int]:
-        """Class name -> index."""
-        return {c: i for i, c in enumerate(self.classes)}
-
     def extra_repr(self) -> str:
-        return f"Split: {'Train' if self.train else 'Test'}\nSYNTHETIC (seed {self.seed})"
+        return super().extra_repr() + f"\nSYNTHETIC (seed {self.seed})"
 
 
-class SyntheticCIFAR(VisionDataset):
+class SyntheticCIFAR(NamedClasses, VisionDataset):
     """SYNTHETIC CIFAR-10 look-alike (not real data): 10 classes of coloured shapes, 32x32 RGB.
 
     Same format as :class:`CIFAR10`: ``data`` uint8 NumPy array (N, 32, 32, 3),
@@ -189,10 +184,5 @@ class SyntheticCIFAR(VisionDataset):
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         return self._apply(pil_image().fromarray(self.data[index]), int(self.targets[index]))
 
-    @property
-    def class_to_idx(self) -> dict[str, int]:
-        """Class name -> index."""
-        return {c: i for i, c in enumerate(self.classes)}
-
     def extra_repr(self) -> str:
-        return f"Split: {'Train' if self.train else 'Test'}\nSYNTHETIC (seed {self.seed})"
+        return super().extra_repr() + f"\nSYNTHETIC (seed {self.seed})"
