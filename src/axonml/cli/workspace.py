@@ -110,16 +110,20 @@ def _say(entry: dict[str, Any], what: str) -> None:
         typer.echo(f"data: {entry['path']} ({entry['format']}, {entry['num_samples']:,} samples{classes})")
 
 
+def _record(what: str, entry: dict[str, Any], json_out: bool) -> None:
+    """Store ``entry`` as the workspace's ``what`` ("model" or "data") and report it."""
+    state = read_workspace()
+    state[what] = entry
+    write_workspace(state)
+    emit_json(entry) if json_out else _say(entry, what)
+
+
 @load_app.command("model")
 @handle_errors
 def load_model(path: Path = _MODEL_ARG,
                json_out: bool = typer.Option(False, "--json", help="Print the recorded entry as JSON.")) -> None:
     """Record a model file (path, format, size, SHA-256) as the workspace's model."""
-    entry = model_entry(path)
-    state = read_workspace()
-    state["model"] = entry
-    write_workspace(state)
-    emit_json(entry) if json_out else _say(entry, "model")
+    _record("model", model_entry(path), json_out)
 
 
 @load_app.command("data")
@@ -127,11 +131,7 @@ def load_model(path: Path = _MODEL_ARG,
 def load_data(path: Path = _DATA_ARG,
               json_out: bool = typer.Option(False, "--json", help="Print the recorded entry as JSON.")) -> None:
     """Record a dataset (path, detected format, sample and class counts) as the workspace's data."""
-    entry = data_entry(path)
-    state = read_workspace()
-    state["data"] = entry
-    write_workspace(state)
-    emit_json(entry) if json_out else _say(entry, "data")
+    _record("data", data_entry(path), json_out)
 
 
 @load_app.command("both")
