@@ -7,38 +7,25 @@ with accuracy targets are in test_train_mnist.py (marked slow).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
+from example_modules import load_example
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
-def _load(name: str) -> ModuleType:
-    """Import examples/<name>.py (the examples folder is not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    sys.path.insert(0, str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-mdata = _load("_mnist_data")
-mnist = _load("mnist")
+mdata = load_example("_mnist_data")
+mnist = load_example("mnist")
 
 
 def _env() -> dict[str, str]:

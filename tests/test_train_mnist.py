@@ -12,19 +12,17 @@ of CPU, LeNet's ~30 s (numbers in the closing note of issue 3).
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
-import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
+from example_modules import load_example
+
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 pytestmark = [
@@ -33,21 +31,8 @@ pytestmark = [
 ]
 
 
-def _load(name: str) -> ModuleType:
-    """Import examples/<name>.py (the examples folder is not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    sys.path.insert(0, str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-mdata = _load("_mnist_data")
-mnist = _load("mnist")
+mdata = load_example("_mnist_data")
+mnist = load_example("mnist")
 
 TARGETS = {"mlp": 0.975, "lenet": 0.988}
 
