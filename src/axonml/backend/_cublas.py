@@ -67,7 +67,7 @@ class Blas:
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         """``a @ b`` with NumPy's matmul broadcasting, for float16/bfloat16/float32/float64 CuPy arrays."""
         cp = self.cp
-        dt = np.result_type(a.dtype, b.dtype) if a.dtype != b.dtype else a.dtype
+        dt = np.result_type(a.dtype, b.dtype)
         if dt.name not in _DTYPES:
             if out is None:
                 return cp.matmul(a, b)  # integer and complex products: CuPy's own kernels, not cuBLAS

@@ -49,13 +49,6 @@ def is_current_stream_capturing() -> bool:
     return current_capture() is not None
 
 
-def capture_blas() -> Any:
-    """The capture-safe cuBLAS handle of the capturing graph (only valid while capturing)."""
-    g = current_capture()
-    assert g is not None
-    return g._blas
-
-
 def _cupy() -> Any:
     try:
         cp = importlib.import_module("cupy")
@@ -90,7 +83,7 @@ class CUDAGraph:
         self._graph: Any = None
         self._pool: Any = None
         self._stream: Any = None
-        self._blas: Any = None
+        self.blas: Any = None  # the capture-safe cuBLAS handle (``backend.matmul`` uses it while capturing)
         self._exit: contextlib.ExitStack | None = None
         self._guards: list[Callable[[], None]] = []
         self.rng_counter: Any = None  # uint64[1] on the device: replays so far (random draws key on it)
@@ -110,7 +103,7 @@ class CUDAGraph:
             from ._cublas import Blas
 
             blas = _BLAS[dev] = Blas(cp)
-        self._blas = blas
+        self.blas = blas
         self._pool = cp.cuda.MemoryPool()
         self._stream = cp.cuda.Stream(non_blocking=True)
         self.rng_counter = cp.zeros(1, cp.uint64)

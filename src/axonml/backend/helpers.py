@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .device import CPU, Device, device_of_array
-from .graphs import capture_blas, current_capture
+from .graphs import current_capture
 
 
 def move_array(a: Any, device: Device) -> Any:
@@ -50,8 +50,9 @@ def matmul(xp: Any, a: Any, b: Any, out: Any = None) -> Any:
     """
     if xp is np:
         return np.matmul(a, b, out=out)
-    if current_capture() is not None:
-        return capture_blas().matmul(a, b, out)
+    capture = current_capture()
+    if capture is not None:
+        return capture.blas.matmul(a, b, out)
     if a.dtype.name == "bfloat16" and max(a.ndim, b.ndim) > 2:
         c = xp.matmul(a.astype(xp.float32), b.astype(xp.float32)).astype(a.dtype)
         if out is None:

@@ -94,9 +94,14 @@ class _CupyStream:
             with cp.cuda.Device(idx):
                 rs = cp.random.RandomState(self._seed, method=curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
             _CupyStream._states[idx] = rs
-        rs.seed(self._seed)
-        self._seed = _splitmix64(self._seed) & ((1 << 63) - 1)  # a second draw of one op gets fresh numbers
+        rs.seed(self._next_seed())
         return rs
+
+    def _next_seed(self) -> int:
+        """This draw's seed; the next draw of the same op gets fresh numbers."""
+        seed = self._seed
+        self._seed = _splitmix64(seed) & ((1 << 63) - 1)
+        return seed
 
     def _draw(self, fn: str, *args: Any, **kwargs: Any) -> Any:
         with _CupyStream._lock, self._device.xp.cuda.Device(self._device.index or 0):
@@ -108,9 +113,7 @@ class _CupyStream:
         g = current_capture()
         assert g is not None
         out = self._device.xp.empty(shape, dtype)
-        seed = self._seed
-        self._seed = _splitmix64(self._seed) & ((1 << 63) - 1)
-        _philox_kernel()(np.uint64(seed), np.int32(kind), g.rng_counter, out)
+        _philox_kernel()(np.uint64(self._next_seed()), np.int32(kind), g.rng_counter, out)
         return out
 
     def random(self, shape: tuple[int, ...], dtype: Any) -> Any:
