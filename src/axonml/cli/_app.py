@@ -53,6 +53,9 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")  # the commands' shared --json
+
+
 def emit_json(obj: Any) -> None:
     """Write ``obj`` as JSON on stdout (for ``--json`` output that feeds other programs)."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")

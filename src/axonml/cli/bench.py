@@ -32,7 +32,7 @@ from ..io import ModelArchive
 from ..nn import Conv1d, Conv2d, Conv3d, Embedding, Linear, Module
 from ..ops.random import randint, randn
 from ..vision.models import get_model_builder
-from ._app import CommandError, app, emit_json, fail, handle_errors
+from ._app import JSON_OPTION, CommandError, app, emit_json, fail, handle_errors
 from ._config import get_default_device
 from ._hardware import hardware_report, print_hardware
 from ._train_models import canonical_model_name
@@ -44,7 +44,6 @@ bench_app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 
-JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 SHAPE_HELP = "Shape of one sample without the batch dimension, e.g. 3,224,224 (default: inferred from the model)."
 DEVICE_HELP = "cpu or cuda:N (default: the one saved by `axonml gpu select`, else cpu)."
 PROBE_SIDES = (224, 32, 28, 64, 96, 128, 256, 299)  # image sides tried when a conv net's input size is unknown

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from ..io.bundle import create_bundle, extract_bundle, list_bundle
-from ._app import app, emit_json, handle_errors
+from ._app import JSON_OPTION, app, emit_json, handle_errors
 from ._output import human_bytes, make_console, reflow_doc
 
 zip_app = typer.Typer(name="zip", help="Bundle a model with its data and config into one zip with SHA-256 "
@@ -79,7 +79,7 @@ def list_cmd(
     bundle: Path = LIST_ARG,
     detailed: bool = typer.Option(False, "--detailed", help="Also show SHA-256, compressed sizes, and check "
                                   "each member against its hash (exit 1 when one fails)."),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """List a bundle's members with their roles and sizes (--detailed: hashes, compression, verification)."""
     manifest, members = list_bundle(bundle, verify=detailed)

@@ -22,7 +22,7 @@ from ..core.tensor import Tensor
 from ..io import ModelArchive, add_prefix, rename_keys, save_file, save_torch, state_dict_to_json, strip_prefix
 from ..io._common import aligned_zipinfo, atomic_write, open_zip
 from ..io.archive import MANIFEST
-from ._app import CommandError, app, emit_json, handle_errors
+from ._app import JSON_OPTION, CommandError, app, emit_json, handle_errors
 from ._modelfiles import Weights, archive_model, build_model, check_fits, output_format, read_weights
 from ._output import reflow_doc
 
@@ -179,7 +179,7 @@ def rename_archive(path: Path, new_name: str) -> tuple[str, dict[str, Any]]:
 def rename_cmd(
     model: Path = ARCHIVE_ARG,
     new_name: str = typer.Argument(..., help="The new model name stored in the archive's manifest."),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Rename the model stored in an .axonml archive (its manifest's name); the file is rewritten atomically."""
     if not new_name.strip():

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..vision.datasets.inspect import FORMATS, describe, open_dataset, split_dataset, validate
-from ._app import app, emit_json, handle_errors
+from ._app import JSON_OPTION, app, emit_json, handle_errors
 from ._output import make_console, reflow_doc
 
 data_app = typer.Typer(name="data", help="Inspect, validate and split datasets (IDX, CIFAR batches, image "
@@ -91,7 +91,7 @@ def info(
     path: Path = PATH_ARG,
     format: str | None = typer.Option(None, "--format", help=_FORMAT_HELP),  # noqa: A002 - the option's name
     label_column: str | None = typer.Option(None, "--label-column", help=_LABEL_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Counts, shapes, dtypes, class distribution and pixel (or feature) statistics of a dataset.
 
@@ -115,7 +115,7 @@ def validate_cmd(
                                         "more than this many times the samples of the smallest."),
     no_duplicates: bool = typer.Option(False, "--no-duplicates", help="Skip the search for exact duplicates."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too (imbalance, duplicates)."),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Check a dataset: corrupt or truncated files, bad labels, class imbalance, exact duplicate samples.
 

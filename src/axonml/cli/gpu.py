@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..backend import gpu_info
-from ._app import app, emit_json, fail, handle_errors
+from ._app import JSON_OPTION, app, emit_json, fail, handle_errors
 from ._config import DEFAULT_DEVICE, config_path, get_default_device, update_config
 
 gpu_app = typer.Typer(
@@ -32,7 +32,6 @@ gpu_app = typer.Typer(
 )
 app.add_typer(gpu_app, name="gpu")
 
-JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 GIB = 1 << 30
 MIB = 1 << 20
 

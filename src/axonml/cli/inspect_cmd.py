@@ -22,7 +22,7 @@ from rich.tree import Tree
 from ..core.tensor import Tensor
 from ..io import SerializationError
 from ..nn import Module
-from ._app import CommandError, app, emit_json, fail, handle_errors
+from ._app import JSON_OPTION, CommandError, app, emit_json, fail, handle_errors
 from ._modelfiles import archive_model, dtype_name, metadata_batch_shape, sniff, tensor_table
 from ._output import human_bytes, make_console, reflow_doc
 
@@ -220,7 +220,7 @@ MODEL_ARG = typer.Argument(..., help="A model file: .axonml archive, .pt/.pth/.b
 @reflow_doc
 def inspect(
     model: Path = MODEL_ARG,
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    as_json: bool = JSON_OPTION,
     input_shape: str | None = typer.Option(
         None, "--input-shape", help="Input shape with the batch, e.g. 1,3,32,32, to run an archive's model once "
         "for per-layer output shapes (default: the archive's metadata 'input_shape', or a first Linear layer)."),

@@ -9,11 +9,11 @@ import typer
 
 from .._version import __version__
 from ..backend.cuda import device_count
-from ._app import app, emit_json
+from ._app import JSON_OPTION, app, emit_json
 
 
 @app.command()
-def version(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
+def version(as_json: bool = JSON_OPTION) -> None:
     """Print the versions of axonml, Python and NumPy, and the CUDA devices seen."""
     info = {
         "axonml": __version__,
