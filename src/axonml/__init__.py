@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import backend, errors
 from .backend import Device
 from .backend import Device as device  # noqa: N813 - PyTorch spells it axonml.device
+from .backend.allocator import keep_freed_memory as _keep_freed_memory
 from .core import Tensor
 from .core.creation import (
     arange,
@@ -63,3 +64,5 @@ from .autograd.tape import GradientTape  # noqa: E402
 from .core.autocast import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: E402
 from .io import load, save  # noqa: E402
 from .ops import *  # noqa: E402,F403  (the functional API: axonml.exp, axonml.sum, ...)
+
+_keep_freed_memory()  # a training process reuses its freed memory (see backend/allocator.py)

@@ -3,7 +3,8 @@
 A generator's state is just ``(seed, offset)``: every random op opens the
 stream for its ``offset`` (a counter-based Philox keyed by the seed, so
 streams are independent and the state is 16 bytes) and draws from it.
-All distributions are built in ``core``/``ops`` from the four draws here.
+All distributions are built in ``core``/``ops`` from the four draws here; ``keep_mask``
+is dropout's mask in one pass (one launch on a GPU).
 """
 
 from __future__ import annotations
@@ -73,11 +74,23 @@ class _NumpyStream:
         self._check()
         return self._gen.permutation(n).astype(np.int64, copy=False)
 
+    def keep_mask(self, shape: tuple[int, ...], p: float, scale: float, dtype: Any) -> Any:
+        """``scale`` where a float32 uniform draw is >= ``p``, else 0, in ``dtype`` (a dropout mask)."""
+        return _keep_from(np, self.random(shape, np.float32), p, scale, dtype)
+
 
 class _CupyStream:
-    """cuRAND Philox through ``cupy.random.RandomState``, reseeded per op (one cuRAND generator per device)."""
+    """Philox keyed by the op's seed, as one CUDA kernel per draw (uniform and normal draws).
+
+    The counter is (element index, replay count): outside a CUDA graph the replay count is a
+    constant 0 on the device, inside a capture the graph's replay counter, so every replay
+    draws fresh numbers (a seed would be frozen into the graph). One launch per draw, where
+    reseeding cuRAND (``cupy.random.RandomState``) cost four launches and a device
+    synchronization. Integers and permutations still go through cuRAND, reseeded per op.
+    """
 
     _states: ClassVar[dict[int, Any]] = {}
+    _zero_counters: ClassVar[dict[int, Any]] = {}
     _lock = threading.Lock()
 
     def __init__(self, device: Device, seed: int, offset: int) -> None:
@@ -107,24 +120,41 @@ class _CupyStream:
         with _CupyStream._lock, self._device.xp.cuda.Device(self._device.index or 0):
             return getattr(self._state(), fn)(*args, **kwargs)
 
-    def _captured(self, kind: int, shape: tuple[int, ...], dtype: Any) -> Any:
-        """Inside a CUDA graph capture: Philox keyed by this op's seed and the graph's replay counter,
-        so that every replay draws fresh numbers (cuRAND's seed would be frozen into the graph)."""
+    def _counter(self) -> Any:
+        """The replay count the kernel reads: the capture's counter, else a constant 0 on this device."""
         g = current_capture()
-        assert g is not None
-        out = self._device.xp.empty(shape, dtype)
-        _philox_kernel()(np.uint64(self._next_seed()), np.int32(kind), g.rng_counter, out)
+        if g is not None:
+            return g.rng_counter
+        idx = self._device.index or 0
+        zero = _CupyStream._zero_counters.get(idx)
+        if zero is None:
+            cp = self._device.xp
+            with cp.cuda.Device(idx):
+                zero = _CupyStream._zero_counters[idx] = cp.zeros(1, cp.uint64)
+        return zero
+
+    def _philox(self, kind: int, shape: tuple[int, ...], dtype: Any) -> Any:
+        cp = self._device.xp
+        with cp.cuda.Device(self._device.index or 0):
+            out = cp.empty(shape, dtype)
+            _philox_kernel()(np.uint64(self._next_seed()), np.int32(kind), self._counter(), out)
         return out
 
     def random(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        if current_capture() is not None:
-            return self._captured(0, shape, dtype)
-        return self._draw("random_sample", shape, dtype=dtype)
+        return self._philox(0, shape, dtype)
+
+    def keep_mask(self, shape: tuple[int, ...], p: float, scale: float, dtype: Any) -> Any:
+        """The NumPy stream's ``keep_mask``, in one launch for float32/float64 masks."""
+        cp = self._device.xp
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            return _keep_from(cp, self.random(shape, np.float32), p, scale, dtype)
+        with cp.cuda.Device(self._device.index or 0):
+            out = cp.empty(shape, dtype)
+            _keep_kernel()(np.uint64(self._next_seed()), np.float32(p), out.dtype.type(scale), self._counter(), out)
+        return out
 
     def normal(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        if current_capture() is not None:
-            return self._captured(1, shape, dtype)
-        return self._draw("standard_normal", shape, dtype=dtype)
+        return self._philox(1, shape, dtype)
 
     def integers(self, low: int, high: int, shape: tuple[int, ...]) -> Any:
         _refuse_in_capture("random integers")
@@ -135,6 +165,17 @@ class _CupyStream:
         return self._draw("permutation", n).astype(np.int64, copy=False)
 
 
+def _keep_from(xp: Any, u: Any, p: float, scale: float, dtype: Any) -> Any:
+    """``scale`` where the float32 draws ``u`` are >= ``p``, else 0, in ``dtype``."""
+    if np.dtype(dtype) == u.dtype:  # the mask written over the draws: one pass, no bool temporary
+        keep = xp.greater_equal(u, p, out=u)
+    else:
+        keep = (u >= p).astype(dtype)
+    if scale != 1.0:
+        keep *= scale
+    return keep
+
+
 def _refuse_in_capture(what: str) -> None:
     if current_capture() is not None:
         raise GraphCaptureError(f"{what} cannot be drawn inside a CUDA graph capture (only uniform and normal draws "
@@ -143,7 +184,7 @@ def _refuse_in_capture(what: str) -> None:
 
 # Philox4x32-10 (Salmon et al. 2011): counter = (element index, replay count), key = the op's seed.
 # kind 0: uniform [0, 1) with the dtype's mantissa bits; kind 1: standard normal by Box-Muller.
-_PHILOX = r"""
+_PHILOX_ROUNDS = r"""
     unsigned long long idx = (unsigned long long)i, rep = counter[0];
     unsigned int x0 = (unsigned int)idx, x1 = (unsigned int)(idx >> 32);
     unsigned int x2 = (unsigned int)rep, x3 = (unsigned int)(rep >> 32);
@@ -154,6 +195,8 @@ _PHILOX = r"""
         x0 = hi1 ^ x1 ^ k0; x1 = lo1; x2 = hi0 ^ x3 ^ k1; x3 = lo0;
         k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
     }
+"""
+_PHILOX = _PHILOX_ROUNDS + r"""
     const double scale = 1.0 / 9007199254740992.0;  // 2^-53
     const double u = (double)(((unsigned long long)x0 << 21) ^ (x1 >> 11)) * scale;
     if (kind == 0) {
@@ -167,6 +210,12 @@ _PHILOX = r"""
 
 def _philox_kernel() -> Any:
     return elementwise("axonml_philox", "uint64 seed, int32 kind, raw uint64 counter", "T out", _PHILOX)
+
+
+def _keep_kernel() -> Any:
+    """A dropout mask from kind 0's float32 uniform draw: ``scale`` where it is >= p, else 0."""
+    return elementwise("axonml_keep_mask", "uint64 seed, float32 p, T scale, raw uint64 counter", "T out",
+                       _PHILOX_ROUNDS + "out = (float)(x0 >> 8) * (1.0f / 16777216.0f) >= p ? scale : (T)0;")
 
 
 def open_stream(device: Device, seed: int, offset: int) -> Any:

@@ -76,6 +76,7 @@ class AccumulateGrad:
 # ``arr`` and getrefcount's. A test checks both the steal and that a held gradient is copied.
 _HANDED_OVER_REFS = 4
 _ARRAY_REFS = 3
+_BASE_REFS = 3  # a view's base: the view's own reference, ``base`` and getrefcount's
 # Those counts hold for the GIL builds of CPython 3.10-3.13; 3.14 may keep borrowed references on the
 # stack (lower counts) and free-threaded builds count differently: there every gradient is copied.
 STEALS = sys.version_info < (3, 14) and not sysconfig.get_config_var("Py_GIL_DISABLED")
@@ -83,19 +84,23 @@ STEALS = sys.version_info < (3, 14) and not sysconfig.get_config_var("Py_GIL_DIS
 
 def _sole_owner(grad: Tensor) -> bool:
     """Whether ``grad``'s array can become a leaf's ``.grad`` as it is, as PyTorch steals a gradient
-    with no other user: a C-contiguous NumPy array owning its memory that no other tensor, view,
-    saved node or hook holds (each of those adds a reference). Saves a copy of every weight
-    gradient per step (the largest arrays of a backward). CuPy arrays are always copied."""
+    with no other user: a C-contiguous array (NumPy or CuPy) owning its memory that no other tensor,
+    view, saved node or hook holds (each of those adds a reference). Saves a copy of every weight
+    gradient per step (the largest arrays of a backward; on a GPU, a launch per parameter)."""
     arr = grad._data
-    return (
-        STEALS
-        and type(arr) is np.ndarray
-        and arr.base is None
-        and arr.flags.c_contiguous
-        and arr.flags.writeable
-        and sys.getrefcount(grad) <= _HANDED_OVER_REFS
-        and sys.getrefcount(arr) <= _ARRAY_REFS
-    )
+    if not STEALS or not arr.flags.c_contiguous:
+        return False
+    if type(arr) is np.ndarray:
+        if not arr.flags.writeable:
+            return False
+    elif grad._device.type != "cuda":
+        return False
+    if sys.getrefcount(grad) > _HANDED_OVER_REFS or sys.getrefcount(arr) > _ARRAY_REFS:
+        return False
+    base = arr.base
+    # a reshaped gradient (a convolution's weight gradient) is a view: stolen when only it holds its base
+    return base is None or (base.base is None and base.size == arr.size and base.flags.c_contiguous
+                            and sys.getrefcount(base) <= _BASE_REFS)
 
 
 def _own(grad: Tensor) -> Tensor:

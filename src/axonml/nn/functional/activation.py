@@ -15,9 +15,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
-from ...core import dtypes as D
 from ...core.autocast import autocast_op
 from ...core.grad_mode import is_grad_enabled
 from ...core.inplace import apply_inplace
@@ -25,13 +22,12 @@ from ...core.methods import cat, where
 from ...core.prims import binary as B
 from ...core.prims import elementwise as E
 from ...core.prims import movement as V
-from ...core.random import Generator
+from ...core.random import Generator, resolve
 from ...core.tensor import Tensor
 from ...errors import DTypeError, ShapeError
 from ...ops import math as _math
 from ...ops.indexing import one_hot  # re-exported: F.one_hot is axonml.one_hot
 from ...ops.linalg_ops import vector_norm
-from ...ops.random import rand
 
 __all__: list[str] = [
     "alpha_dropout", "celu", "celu_", "dropout", "dropout1d", "dropout2d", "dropout3d", "elu", "elu_",
@@ -345,16 +341,13 @@ def _check_p(p: float) -> None:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
-def _keep(x: Tensor, shape: tuple[int, ...], p: float, generator: Generator | None) -> Any:
-    """A 0/1 array of ``shape`` in ``x``'s dtype: 1 with probability ``1 - p`` (drawn from ``generator``).
+def _keep(x: Tensor, shape: tuple[int, ...], p: float, scale: float, generator: Generator | None) -> Any:
+    """An array of ``shape`` in ``x``'s dtype: ``scale`` with probability ``1 - p``, else 0 (from ``generator``).
 
     Drawn in float32 for every input dtype: one seed gives the same mask to float32 and float64 models.
     """
-    u = rand(shape, generator=generator, dtype=D.float32, device=x.device)._data
-    if x._data.dtype == u.dtype and isinstance(u, np.ndarray):
-        # the 0/1 mask written over the uniform draws: one pass and no bool temporary (same values)
-        return np.greater_equal(u, p, out=u)
-    return (u >= p).astype(x._data.dtype)
+    gen, dev = resolve(generator, x.device)
+    return gen._stream(dev).keep_mask(shape, p, scale, x._data.dtype)
 
 
 def _dropout(x: Tensor, p: float, training: bool, inplace: bool, op: str, feature: bool,
@@ -370,11 +363,10 @@ def _dropout(x: Tensor, p: float, training: bool, inplace: bool, op: str, featur
     if p == 1:
         noise = Tensor._make(dev.xp.zeros(shape, x._data.dtype), dev)
         return _maybe_inplace(x, inplace, lambda s: s * noise, op)
-    keep = _keep(x, shape, p, generator)
-    if not alpha:
-        keep *= 1.0 / (1.0 - p)  # scaled so that the expectation is unchanged
-        mask = Tensor._make(keep, dev)
+    if not alpha:  # scaled so that the expectation is unchanged
+        mask = Tensor._make(_keep(x, shape, p, 1.0 / (1.0 - p), generator), dev)
         return _maybe_inplace(x, inplace, lambda s: s * mask, op)
+    keep = _keep(x, shape, p, 1.0, generator)
     # alpha dropout: dropped units go to SELU's saturation, then an affine map restores mean and variance
     a = 1.0 / math.sqrt((_ALPHA * _ALPHA * p + 1.0) * (1.0 - p))
     scale = Tensor._make(keep * a, dev)

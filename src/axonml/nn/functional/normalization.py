@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from ...backend.fused import elementwise, fusable
 from ...core import dtypes as D
 from ...core.autocast import autocast_op
 from ...core.grad_mode import no_grad
@@ -52,6 +53,28 @@ def _running_update(stat: Tensor, value: Any, momentum: float) -> None:
         stat.mul_(1.0 - momentum).add_(Tensor._make(value * momentum, stat.device))
 
 
+# Both running statistics in one launch on CUDA, where the calls above make seven (each ~10 us of host
+# time; ResNet-18 has 20 batch norms). The same operations in the same order: the same bits.
+_RUNNING = elementwise("axonml_bn_running", "T mean, T var, T keep, T mom, T unbias", "T rm, T rv",
+                       "rm = rm * keep + mean * mom; rv = rv * keep + (var * unbias) * mom;")
+
+
+def _running_updates(running_mean: Tensor | None, running_var: Tensor | None, mean: Any, var: Any, n: int,
+                     momentum: float) -> None:
+    """Both running statistics after a training batch of ``n`` values per channel (unbiased variance)."""
+    if running_mean is not None and running_var is not None and fusable(
+            running_mean.device, running_mean._data, running_var._data, mean, var):
+        T = mean.dtype.type
+        _RUNNING(mean, var, T(1.0 - momentum), T(momentum), T(n / (n - 1)), running_mean._data, running_var._data)
+        running_mean._version[0] += 1
+        running_var._version[0] += 1
+        return
+    if running_mean is not None:
+        _running_update(running_mean, mean, momentum)
+    if running_var is not None:
+        _running_update(running_var, var * (n / (n - 1)), momentum)
+
+
 # ----- batch norm ---------------------------------------------------------------------------------
 @autocast_op("fp32")
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,  # noqa: A002
@@ -81,10 +104,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         stats: list[Any] = []
         y = BatchNorm.apply(x, weight, bias, eps, stats)
         mean, var = stats
-        if running_mean is not None:
-            _running_update(running_mean, mean, momentum)
-        if running_var is not None:
-            _running_update(running_var, var * (n / (n - 1)), momentum)
+        _running_updates(running_mean, running_var, mean, var, n, momentum)
         return y
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: running_mean and running_var are needed when training=False")

@@ -27,18 +27,38 @@ def as_compute(a: Any, ct: Any) -> Any:
     return a if a.dtype == ct else a.astype(ct)
 
 
+_ONES: dict[tuple[int, Any, int], Any] = {}
+
+
+def _ones(xp: Any, n: int, like: Any) -> Any:
+    """A vector of ``n`` ones like ``like``'s dtype and device; read only.
+
+    On a GPU it is kept between calls (a fill is a launch, ~10 us of host time; the bias gradients
+    of a step make one each), except inside a CUDA graph capture, where a fill is only recorded.
+    """
+    if xp is np or current_capture() is not None:
+        return xp.ones(n, like.dtype)
+    key = (n, like.dtype, like.device.id)
+    ones = _ONES.get(key)
+    if ones is None:
+        if len(_ONES) > 64:  # shapes that keep changing must not grow it forever
+            _ONES.clear()
+        ones = _ONES[key] = xp.ones(n, like.dtype)
+    return ones
+
+
 def row_sum(xp: Any, a: Any) -> Any:
     """Sums of the rows of a 2-D array; a matrix-vector product is ~6x faster than ``a.sum(-1)``."""
     if a.shape[1] == 0:
         return xp.zeros(a.shape[0], a.dtype)
-    return matmul(xp, a, xp.ones(a.shape[1], a.dtype))
+    return matmul(xp, a, _ones(xp, a.shape[1], a))
 
 
 def col_sum(xp: Any, a: Any) -> Any:
     """Sums of the columns of a 2-D array (a matrix-vector product with the transpose)."""
     if a.shape[0] == 0:
         return xp.zeros(a.shape[1], a.dtype)
-    return matmul(xp, xp.ones(a.shape[0], a.dtype), a)
+    return matmul(xp, _ones(xp, a.shape[0], a), a)
 
 
 def row_dot(xp: Any, a: Any, b: Any) -> Any:

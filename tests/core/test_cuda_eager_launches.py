@@ -1,0 +1,113 @@
+"""CUDA eager paths that save launches: each against the plain path or the CPU, value for value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import axonml as ax
+from axonml.core import accumulate
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")]
+
+
+def test_fresh_cuda_gradient_becomes_grad_without_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not accumulate.STEALS:
+        pytest.skip("this Python's reference counts are not trusted for stealing: gradients are copied")
+    copies = []
+    own = accumulate._own
+    monkeypatch.setattr(accumulate, "_own", lambda g: copies.append(g.shape) or own(g))
+    w = ax.ones(3, 4, device="cuda", requires_grad=True)
+    x = ax.tensor(np.arange(8.0, dtype=np.float32).reshape(2, 4), device="cuda")
+    ax.nn.functional.linear(x, w).sum().backward()
+    assert copies == []
+    np.testing.assert_allclose(w.grad.cpu().numpy(), np.tile(x.cpu().numpy().sum(0), (3, 1)))
+
+
+def test_cuda_gradient_held_elsewhere_is_copied() -> None:
+    kept = []
+    w = ax.ones(3, 4, device="cuda", requires_grad=True)
+    w.register_hook(lambda g: kept.append(g))
+    ax.nn.functional.linear(ax.ones(2, 4, device="cuda"), w).sum().backward()
+    with ax.no_grad():
+        w.grad.mul_(10)
+    np.testing.assert_allclose(kept[0].cpu().numpy(), np.full((3, 4), 2.0))
+    a, b = ax.ones(2, device="cuda", requires_grad=True), ax.ones(2, device="cuda", requires_grad=True)
+    (a + b).sum().backward()  # one gradient array reaches both leaves
+    with ax.no_grad():
+        a.grad.mul_(10)
+    np.testing.assert_allclose(b.grad.cpu().numpy(), [1.0, 1.0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("momentum", [0.1, 0.5])
+def test_batch_norm_running_statistics_match_the_cpu_bits(dtype: str, momentum: float) -> None:
+    # the fused update does the CPU's operations in the same order: equal bits, not just close
+    rng = np.random.default_rng(0)
+    mods = {d: ax.nn.BatchNorm2d(5, momentum=momentum, dtype=getattr(ax, dtype), device=d) for d in ("cpu", "cuda")}
+    for _ in range(3):
+        x = rng.standard_normal((4, 5, 3, 3)).astype(dtype)
+        for d, m in mods.items():
+            m(ax.tensor(x, device=d))
+    for name in ("running_mean", "running_var"):
+        cpu = getattr(mods["cpu"], name).numpy()
+        gpu = getattr(mods["cuda"], name).cpu().numpy()
+        # the batch statistics themselves come from different reductions: equal to rounding
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-6 if dtype == "float32" else 1e-13)
+    m = mods["cuda"]
+    before = m.running_mean._version[0]
+    m(ax.tensor(rng.standard_normal((4, 5, 3, 3)).astype(dtype), device="cuda"))
+    assert m.running_mean._version[0] > before  # an in-place write, seen by autograd's checks
+
+
+def test_batch_norm_fused_update_equals_the_two_step_update() -> None:
+    from axonml.nn.functional import normalization as N
+
+    rng = np.random.default_rng(1)
+    mean, var = (ax.tensor(rng.random(7).astype(np.float32), device="cuda") for _ in range(2))
+    start = [rng.random(7).astype(np.float32) for _ in range(2)]
+    stats = [ax.tensor(start[i % 2], device="cuda") for i in range(4)]  # two pairs with the same start
+    N._running_updates(stats[0], stats[1], mean._data, var._data, 10, 0.3)  # fused
+    N._running_update(stats[2], mean._data, 0.3)  # one statistic at a time
+    N._running_update(stats[3], var._data * (10 / 9), 0.3)
+    assert np.array_equal(stats[0].cpu().numpy(), stats[2].cpu().numpy())
+    assert np.array_equal(stats[1].cpu().numpy(), stats[3].cpu().numpy())
+
+
+@pytest.mark.parametrize("dtype", [ax.float32, ax.float64])
+def test_eager_cuda_random_draws(dtype: ax.dtype) -> None:
+    ax.manual_seed(3)
+    u1, n1 = ax.rand(200_000, device="cuda", dtype=dtype), ax.randn(200_000, device="cuda", dtype=dtype)
+    ax.manual_seed(3)
+    u2, n2 = ax.rand(200_000, device="cuda", dtype=dtype), ax.randn(200_000, device="cuda", dtype=dtype)
+    u, n = u1.cpu().numpy(), n1.cpu().numpy()
+    assert np.array_equal(u, u2.cpu().numpy()) and np.array_equal(n, n2.cpu().numpy())  # same seed, same numbers
+    assert not np.array_equal(u, ax.rand(200_000, device="cuda", dtype=dtype).cpu().numpy())  # fresh each call
+    assert u.min() >= 0 and u.max() < 1
+    se = 1 / np.sqrt(len(u))  # bounds in standard errors: a wrong distribution fails them by far
+    assert abs(u.mean() - 0.5) < 5 * se * np.sqrt(1 / 12) and abs(u.var() - 1 / 12) < 5 * se * 0.075
+    assert abs(n.mean()) < 5 * se and abs(n.std() - 1) < 5 * se
+    assert np.histogram(u, 10, (0, 1))[0].min() > 0.09 * len(u)
+
+
+def test_dropout_on_cuda_keeps_the_expected_share() -> None:
+    ax.manual_seed(0)
+    x = ax.ones(100_000, device="cuda")
+    y = ax.nn.functional.dropout(x, 0.25, training=True).cpu().numpy()
+    kept = (y != 0).mean()
+    assert abs(kept - 0.75) < 5 * np.sqrt(0.75 * 0.25 / len(y))
+    np.testing.assert_allclose(y[y != 0], 1 / 0.75, rtol=1e-6)
+
+
+def test_bias_gradient_ones_are_reused_and_correct() -> None:
+    from axonml.nn.prims import _fastpath
+
+    cp = pytest.importorskip("cupy")
+    rng = np.random.default_rng(2)
+    for rows in (5, 5, 9):
+        a = rng.standard_normal((rows, 4)).astype(np.float32)
+        np.testing.assert_allclose(_fastpath.col_sum(cp, cp.asarray(a)).get(), a.sum(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(_fastpath.row_sum(cp, cp.asarray(a.T)).get(), a.sum(0), rtol=1e-5, atol=1e-6)
+    one = _fastpath._ones(cp, 5, cp.empty(1, cp.float32))
+    assert one is _fastpath._ones(cp, 5, cp.empty(1, cp.float32))
+    assert float(one.sum()) == 5.0
