@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,38 @@ def test_bias_gradient_ones_are_reused_and_correct() -> None:
     one = _fastpath._ones(cp, 5, cp.empty(1, cp.float32))
     assert one is _fastpath._ones(cp, 5, cp.empty(1, cp.float32))
     assert float(one.sum()) == 5.0
+
+
+@pytest.mark.parametrize("kw", [{"momentum": 0.9}, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+                                {"momentum": 0.0, "maximize": True}, {"momentum": 0.5, "dampening": 0.2}])
+def test_sgd_updates_all_parameters_in_one_launch_with_the_per_parameter_bits(
+        kw: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from axonml.backend import fused_multi
+    from axonml.optim import sgd
+
+    rng = np.random.default_rng(4)
+    shapes = [(64, 3, 3, 3), (64,), (10, 300), (1,), ()]
+    init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+
+    def train(per_parameter: bool) -> tuple[list[np.ndarray], int]:
+        if per_parameter:  # the path taken while capturing: one kernel per parameter
+            monkeypatch.setattr(sgd, "current_capture", lambda: object())
+        calls = []
+        real = fused_multi.MultiKernel.__call__
+        monkeypatch.setattr(fused_multi.MultiKernel, "__call__", lambda self, *a: calls.append(1) or real(self, *a))
+        ps = [ax.tensor(x, device="cuda", requires_grad=True) for x in init]
+        opt = ax.optim.SGD(ps, lr=0.1, **kw)
+        for step in range(5):
+            for i, p in enumerate(ps):  # fresh gradient arrays every step: the address table must follow them
+                p.grad = ax.tensor(np.sin(init[i] * (step + 1)).astype(np.float32), device="cuda")
+            opt.step()
+            opt.param_groups[0]["lr"] *= 0.9
+        monkeypatch.undo()
+        return [p.detach().cpu().numpy() for p in ps], len(calls)
+
+    fused, launches = train(False)
+    plain, none = train(True)
+    # one launch a step, but for the first with momentum (it fills the buffers, one kernel per parameter)
+    assert launches == (4 if kw["momentum"] else 5) and none == 0
+    for a, b in zip(fused, plain):
+        assert np.array_equal(a, b)

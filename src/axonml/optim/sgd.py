@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..backend.fused import Kernel, elementwise, fusable
+from ..backend.fused_multi import MultiKernel
+from ..backend.graphs import current_capture
 from ..core.tensor import Tensor
 from ._helpers import bump_version, check_lr, check_range, grad_cpu, grad_src, run_arrays, to_scalar
 from .optimizer import Optimizer
@@ -54,6 +56,14 @@ def _sgd_kernel(has_wd: bool, maximize: bool, momentum: bool, first: bool, damp:
     return elementwise(name, "T g, T wd, T mom, T omd, T nlr", "T p, T buf" if momentum else "T p", " ".join(body))
 
 
+@functools.cache
+def _sgd_multi(has_wd: bool, maximize: bool, momentum: bool, damp: bool, nesterov: bool) -> MultiKernel:
+    """:func:`_sgd_kernel`'s body (after the first step) over all parameters of a group in one launch."""
+    k = _sgd_kernel(has_wd, maximize, momentum, False, damp, nesterov)
+    arrays, writes = (("g", "p", "buf"), ("p", "buf")) if momentum else (("g", "p"), ("p",))
+    return MultiKernel(k.name + "_multi", arrays, writes, "T wd, T mom, T omd, T nlr", k.body)
+
+
 class SGD(Optimizer):
     r"""Stochastic gradient descent, optionally with momentum (PyTorch's formulation).
 
@@ -64,7 +74,8 @@ class SGD(Optimizer):
         g = g + momentum * b  if nesterov  else  b     (when momentum != 0)
         p = p - lr * g
 
-    On CUDA (float32/float64) each parameter's update is one fused kernel launch.
+    On CUDA (float32/float64) the update of all parameters is one fused kernel launch per device and dtype
+    (one per parameter on the first step, which fills the momentum buffers, and inside a CUDA graph capture).
 
     Args:
         params: parameters or parameter groups to optimize.
@@ -110,6 +121,8 @@ class SGD(Optimizer):
             nlr = -to_scalar(group["lr"])
             momentum, dampening = group["momentum"], group["dampening"]
             wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
+            # CUDA updates after the first step, by (device, dtype): one launch each (none while capturing)
+            batches: dict[tuple[Any, Any], list[tuple[Any, ...]]] | None = None if current_capture() else {}
             for p, dev, x, g in self._with_grads(group):
                 buf, first = None, False
                 if momentum != 0:
@@ -120,7 +133,10 @@ class SGD(Optimizer):
                         state["momentum_buffer"] = Tensor._make(buf, dev)
                     else:
                         buf = buf_t._data
-                if fusable(dev, x, g, buf):
+                if batches is not None and not first and fusable(dev, x, g, buf) and x.flags.c_contiguous \
+                        and g.flags.c_contiguous:
+                    batches.setdefault((dev, x.dtype), []).append((g, x) if buf is None else (g, x, buf))
+                elif fusable(dev, x, g, buf):
                     T = x.dtype.type
                     k = _sgd_kernel(wd != 0, maximize, buf is not None, first, dampening != 0, nesterov)
                     if buf is None:
@@ -131,4 +147,8 @@ class SGD(Optimizer):
                     run_arrays(_sgd_arrays, scratch, dev, (x, g, buf), 2, wd, maximize, momentum, dampening, nesterov,
                                first, nlr)
                 bump_version(p)
+            for (_, dtype), arrays in (batches or {}).items():
+                T = dtype.type
+                _sgd_multi(wd != 0, maximize, momentum != 0, dampening != 0, nesterov)(
+                    arrays, T(wd), T(momentum), T(1 - dampening), T(nlr))
         return loss

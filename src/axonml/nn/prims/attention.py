@@ -4,6 +4,8 @@ A primitive because composed it is slow: the softmax chain (max, subtract, exp, 
 divide, each with its backward node) makes ~12 passes over the (L, S) score matrix;
 here the forward makes 5 in place, and the backward 3. Rows that are entirely masked
 (-inf) give zero probabilities, as PyTorch's scaled_dot_product_attention, instead of NaN.
+On CUDA (float32/float64) the softmax and its backward are one fused kernel each
+(``_attention_cuda.py``): there every CuPy call is a launch costing ~10 us of CPU time.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from ...backend import matmul
+from ...backend.fused import FUSED_DTYPES
 from ...core.function import Primitive
 from ...core.tensor import Tensor
+from . import _attention_cuda as _cuda
 from ._fastpath import arrays_only, row_dot, row_sum
 
 # Scores within +-_NO_SHIFT need no max subtraction: exp neither overflows (nor does a row's sum, up to
@@ -26,6 +30,8 @@ _NO_SHIFT = 60.0
 
 def _softmax_rows_(xp: Any, s: Any) -> Any:
     """Softmax over the last axis of ``s`` in place (``s`` is a fresh buffer); all -inf rows give 0."""
+    if xp is not np and _cuda.supports(xp, s):
+        return _cuda.softmax_(xp, s, 1.0)
     if (xp is np and s.size and s.dtype.kind == "f" and s.dtype.itemsize >= 4 and s.shape[-1]
             and s.min() > -_NO_SHIFT and s.max() < _NO_SHIFT):  # NaN or -inf (a mask) fail this: the general path
         np.exp(s, out=s)
@@ -54,6 +60,10 @@ class AttentionProbs(Primitive):
     def forward(ctx: Any, q: Any, k: Any, bias: Any, scale: float) -> Any:
         xp = ctx.xp
         ctx.scale = scale
+        if bias is None and xp is not np and q.dtype in FUSED_DTYPES and k.dtype == q.dtype:
+            # one kernel scales the scores and takes their softmax: no launch to scale q
+            s = xp.ascontiguousarray(matmul(xp, q, xp.swapaxes(k, -1, -2)))  # (..., L, S), a fresh buffer
+            return _cuda.softmax_(xp, s, scale) if s.size else s
         if q.shape[-1] <= k.shape[-2]:  # scale the smaller operand
             s = matmul(xp, q * q.dtype.type(scale), xp.swapaxes(k, -1, -2))
         else:
@@ -83,16 +93,23 @@ class AttentionProbs(Primitive):
         xp = self.xp
         p = self._out[0]
         g = grad._data
-        ds = xp.subtract(g, row_dot(xp, g, p)[..., None])  # (..., L, S)
-        ds *= p
+        folded = False  # ds already multiplied by scale
+        if xp is not np and _cuda.supports(xp, p, g):
+            folded = not (need_b and bias is not None)  # the mask's gradient is ds itself, unscaled
+            ds = _cuda.softmax_backward(xp, g, p, scale if folded else 1.0)
+        else:
+            ds = xp.subtract(g, row_dot(xp, g, p)[..., None])  # (..., L, S)
+            ds *= p
         gq = gk = None
         if need_q:
             gq = matmul(xp, ds, k._data)
-            gq *= scale
+            if not folded:
+                gq *= scale
             gq = Tensor._make(gq.astype(q._data.dtype, copy=False), self.device)
         if need_k:
             gk = matmul(xp, xp.swapaxes(ds, -1, -2), q._data)
-            gk *= scale
+            if not folded:
+                gk *= scale
             gk = Tensor._make(gk.astype(k._data.dtype, copy=False), self.device)
         gb = Tensor._make(ds, self.device) if need_b and bias is not None else None
         return gq, gk, gb, None
