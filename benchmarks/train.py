@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import time
@@ -292,7 +293,8 @@ def _kernel_table(side: Side, steps: int, top: int) -> None:
     wall = (time.perf_counter() - t0) / steps
     events = prof.key_averages()
     gpu_us = sum(e.self_device_time_total for e in events) / steps
-    launches = sum(e.count for e in events) / steps
+    # the GPU's own activities: CUDA runtime/driver API calls (cudaLaunchKernel, cuLaunchKernel, ...) are events too
+    launches = sum(e.count for e in events if not re.match(r"cuda[A-Z]|cu[A-Z]", e.key)) / steps
     print(f"\n== GPU kernels per step: {launches:.0f} launches, {gpu_us / 1e3:.2f} ms busy of "
           f"{wall * 1e3:.2f} ms wall (profiled)")
     print(events.table(sort_by="self_device_time_total", row_limit=top, max_name_column_width=60))
