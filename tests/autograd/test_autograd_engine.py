@@ -56,19 +56,12 @@ def test_grad_buffer_is_owned() -> None:
     close(b.grad, [1.0, 1.0])
 
 
-def test_fresh_gradient_becomes_grad_without_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fresh_gradient_becomes_grad_without_copy(gradient_copies: list[tuple[int, ...]]) -> None:
     # a weight gradient nobody else holds is kept as .grad (no copy), as PyTorch steals it
-    from axonml.core import accumulate
-
-    if not accumulate.STEALS:
-        pytest.skip("this Python's reference counts are not trusted for stealing: gradients are copied")
-    copies = []
-    own = accumulate._own
-    monkeypatch.setattr(accumulate, "_own", lambda g: copies.append(g.shape) or own(g))
     w = leaf(np.ones((3, 4)))
     x = ax.tensor(np.arange(8.0).reshape(2, 4))
     ax.nn.functional.linear(x, w).sum().backward()
-    assert copies == []
+    assert gradient_copies == []
     close(w.grad, np.tile(x.numpy().sum(0), (3, 1)))
 
 
@@ -506,18 +499,11 @@ def test_grad_at_node_freed_but_not_needed() -> None:
     close(gy, [4.0, 8.0])
 
 
-def test_reshaped_fresh_gradient_is_stolen_but_a_shared_base_is_copied(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reshaped_fresh_gradient_is_stolen_but_a_shared_base_is_copied(gradient_copies: list[tuple[int, ...]]) -> None:
     # a convolution's weight gradient is a reshaped view of a fresh array: nobody else holds the memory
-    from axonml.core import accumulate
-
-    if not accumulate.STEALS:
-        pytest.skip("this Python's reference counts are not trusted for stealing: gradients are copied")
-    copies = []
-    own = accumulate._own
-    monkeypatch.setattr(accumulate, "_own", lambda g: copies.append(g.shape) or own(g))
     w = leaf(np.ones((2, 1, 3, 3)))
     ax.nn.functional.conv2d(ax.ones(1, 1, 4, 4, dtype=ax.float64), w).sum().backward()
-    assert copies == []
+    assert gradient_copies == []
     close(w.grad, np.full((2, 1, 3, 3), 4.0))
     # a view whose base someone else still holds is copied; once nobody does, it is stolen
     from axonml.core.accumulate import AccumulateGrad
