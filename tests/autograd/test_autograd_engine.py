@@ -499,15 +499,14 @@ def test_grad_at_node_freed_but_not_needed() -> None:
     close(gy, [4.0, 8.0])
 
 
-def test_reshaped_fresh_gradient_is_stolen_but_a_shared_base_is_copied(gradient_copies: list[tuple[int, ...]]) -> None:
-    # a convolution's weight gradient is a reshaped view of a fresh array: nobody else holds the memory
-    w = leaf(np.ones((2, 1, 3, 3)))
-    ax.nn.functional.conv2d(ax.ones(1, 1, 4, 4, dtype=ax.float64), w).sum().backward()
-    assert gradient_copies == []
-    close(w.grad, np.full((2, 1, 3, 3), 4.0))
-    # a view whose base someone else still holds is copied; once nobody does, it is stolen
+def test_a_reshaped_gradient_is_kept_only_when_nobody_else_holds_its_base() -> None:
+    # a gradient that is a reshaped view of a fresh array (a weight gradient made as a matrix) is kept as .grad
+    # when the view alone holds that array; while someone else holds it, it is copied
+    from axonml.core import accumulate
     from axonml.core.accumulate import AccumulateGrad
 
+    if not accumulate.STEALS:
+        pytest.skip("this Python's reference counts are not trusted for stealing: gradients are copied")
     for held in (True, False):
         target = leaf(np.zeros(6))
         base = np.zeros((2, 3))
