@@ -9,6 +9,7 @@ import axonml as ax
 import axonml.nn as nn
 import axonml.nn.functional as F
 from axonml.errors import DeviceError, GraphCaptureError
+from graph_steps import eager_step, replayed_losses
 
 NONDIFF_NAMES: list[str] = []
 
@@ -86,11 +87,7 @@ def _batches(n: int) -> list[tuple[ax.Tensor, ax.Tensor]]:
 
 
 def _eager_step(model: nn.Module, opt: ax.optim.Optimizer, x: ax.Tensor, y: ax.Tensor) -> ax.Tensor:
-    opt.zero_grad()
-    loss = F.cross_entropy(model(x), y)
-    loss.backward()
-    opt.step()
-    return loss
+    return eager_step(model, opt, F.cross_entropy, x, y)
 
 
 @pytest.mark.gpu
@@ -104,24 +101,7 @@ def test_captured_training_step_replays_the_eager_steps() -> None:
     opt_e = ax.optim.SGD(eager.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
     opt_g = ax.optim.SGD(graphed.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
     eager_losses = [float(_eager_step(eager, opt_e, x, y).item()) for x, y in batches]
-
-    static_x, static_y = batches[0][0].clone(), batches[0][1].clone()
-    losses = []
-    for x, y in batches[:2]:  # warm-up: momentum buffers, kernels, cached geometry
-        losses.append(float(_eager_step(graphed, opt_g, x, y).item()))
-    g = ax.cuda.CUDAGraph()
-    opt_g.zero_grad(set_to_none=True)
-    with ax.cuda.graph(g):
-        assert ax.cuda.is_current_stream_capturing()
-        static_loss = F.cross_entropy(graphed(static_x), static_y)
-        static_loss.backward()
-        opt_g.step()
-    assert not ax.cuda.is_current_stream_capturing()
-    for x, y in batches[2:]:
-        static_x.copy_(x)
-        static_y.copy_(y)
-        g.replay()
-        losses.append(float(static_loss.item()))
+    losses = replayed_losses(graphed, opt_g, F.cross_entropy, batches)
     np.testing.assert_allclose(losses, eager_losses, rtol=1e-5, atol=1e-6)
     for (name, pe), pg in zip(eager.named_parameters(), graphed.parameters()):
         np.testing.assert_allclose(pg.detach().cpu().numpy(), pe.detach().cpu().numpy(), rtol=1e-5, atol=1e-6,

@@ -17,6 +17,7 @@ import axonml.nn.functional as F
 from axonml.nn.prims import _attention_cuda, _layernorm_cuda
 from axonml.nn.prims.attention import AttentionProbs
 from axonml.nn.prims.norm import LayerNorm
+from graph_steps import eager_step, replayed_losses
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")]
 
@@ -306,25 +307,6 @@ def test_captured_transformer_step_replays_the_eager_steps() -> None:
     graphed = copy.deepcopy(eager)
     opts = [ax.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (eager, graphed)]
 
-    def step(model: nn.Module, opt: Any, x: ax.Tensor, y: ax.Tensor) -> ax.Tensor:
-        opt.zero_grad()
-        loss = F.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    eager_losses = [float(step(eager, opts[0], x, y).item()) for x, y in batches]
-    losses = [float(step(graphed, opts[1], x, y).item()) for x, y in batches[:2]]
-    static_x, static_y = batches[0][0].clone(), batches[0][1].clone()
-    g = ax.cuda.CUDAGraph()
-    opts[1].zero_grad(set_to_none=True)
-    with ax.cuda.graph(g):
-        static_loss = F.mse_loss(graphed(static_x), static_y)
-        static_loss.backward()
-        opts[1].step()
-    for x, y in batches[2:]:
-        static_x.copy_(x)
-        static_y.copy_(y)
-        g.replay()
-        losses.append(float(static_loss.item()))
+    eager_losses = [float(eager_step(eager, opts[0], F.mse_loss, x, y).item()) for x, y in batches]
+    losses = replayed_losses(graphed, opts[1], F.mse_loss, batches)
     np.testing.assert_allclose(losses, eager_losses, rtol=1e-5, atol=1e-6)
