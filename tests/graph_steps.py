@@ -19,10 +19,15 @@ def eager_step(model: ax.nn.Module, opt: ax.optim.Optimizer, loss_fn: Loss, x: a
 
 
 def replayed_losses(model: ax.nn.Module, opt: ax.optim.Optimizer, loss_fn: Loss,
-                    batches: list[tuple[ax.Tensor, ax.Tensor]], warmup: int = 2) -> list[float]:
+                    batches: list[tuple[ax.Tensor, ax.Tensor]], warmup: int = 2,
+                    after_step: Callable[[], None] = lambda: None) -> list[float]:
     """Every batch's loss: the first ``warmup`` from eager steps (momentum buffers, kernels, cached geometry),
-    the rest from replays of one captured step whose static inputs are refilled from each batch."""
-    losses = [float(eager_step(model, opt, loss_fn, x, y).item()) for x, y in batches[:warmup]]
+    the rest from replays of one captured step whose static inputs are refilled from each batch.
+    ``after_step()`` runs after each step and replay (a scheduler's step)."""
+    losses = []
+    for x, y in batches[:warmup]:
+        losses.append(float(eager_step(model, opt, loss_fn, x, y).item()))
+        after_step()
     static_x, static_y = batches[0][0].clone(), batches[0][1].clone()
     g = ax.cuda.CUDAGraph()
     opt.zero_grad(set_to_none=True)
@@ -37,4 +42,5 @@ def replayed_losses(model: ax.nn.Module, opt: ax.optim.Optimizer, loss_fn: Loss,
         static_y.copy_(y)
         g.replay()
         losses.append(float(static_loss.item()))
+        after_step()
     return losses

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -169,7 +171,40 @@ def test_optimizers_that_cannot_be_captured_say_why() -> None:
 
 @pytest.mark.gpu
 @needs_gpu
-def test_a_changed_learning_rate_stops_the_replay() -> None:
+@pytest.mark.parametrize("make", [
+    lambda ps: ax.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-4),
+    lambda ps: ax.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
+    lambda ps: ax.optim.Lion(ps, lr=1e-3, weight_decay=0.1),
+], ids=["sgd", "sgd-nesterov", "lion"])
+@pytest.mark.parametrize("schedule", ["step", "lambda"])
+def test_schedulers_change_the_learning_rate_of_replays(make: Any, schedule: str) -> None:
+    # the captured step reads lr from the device: a scheduler stepping between replays works as in eager mode
+    batches = _batches(9)
+    runs = []
+    for graphed in (False, True):
+        ax.manual_seed(0)
+        model = _model()
+        opt = make(list(model.parameters()))
+        sched = (ax.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5) if schedule == "step"
+                 else ax.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 / (1 + k)))
+        if graphed:
+            losses = replayed_losses(model, opt, F.cross_entropy, batches, after_step=sched.step)
+        else:
+            losses = []
+            for x, y in batches:
+                losses.append(float(_eager_step(model, opt, x, y).item()))
+                sched.step()
+        runs.append((losses, [p.detach().cpu().numpy() for p in model.parameters()], opt.param_groups[0]["lr"]))
+    (le, pe, lr_e), (lg, pg, lr_g) = runs
+    assert lr_e == lr_g < 0.5 * opt.defaults["lr"]  # the schedule really moved
+    np.testing.assert_allclose(lg, le, rtol=1e-5, atol=1e-6)
+    for a, b in zip(pg, pe):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_a_changed_momentum_stops_the_replay() -> None:
     model = _model()
     (x, y), = _batches(1)
     opt = ax.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -180,7 +215,9 @@ def test_a_changed_learning_rate_stops_the_replay() -> None:
         F.cross_entropy(model(x), y).backward()
         opt.step()
     g.replay()
-    opt.param_groups[0]["lr"] = 0.01
+    opt.param_groups[0]["lr"] = 0.01  # read from the device: replays follow it
+    g.replay()
+    opt.param_groups[0]["momentum"] = 0.5  # frozen into the graph
     with pytest.raises(GraphCaptureError, match="hyperparameters changed"):
         g.replay()
     with pytest.raises(GraphCaptureError, match="call reset"):
@@ -242,3 +279,23 @@ def test_a_bfloat16_autocast_step_can_be_captured() -> None:
         g.replay()
         first = float(loss.item()) if first is None else first
     assert float(loss.item()) < first  # training on one batch: the loss falls
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_host_scalars_are_refilled_before_every_replay() -> None:
+    # numbers the host computes (a learning rate) reach the captured kernels through memory no graph node writes
+    value = [2.0]
+    out = ax.zeros(3, device="cuda")
+    g = ax.cuda.CUDAGraph()
+    with pytest.raises(GraphCaptureError, match="while this graph is capturing"):
+        g.host_scalars(lambda: (1.0,), np.float32)
+    with ax.cuda.graph(g):
+        tmp = ax.ones(3, device="cuda") * 7.0  # a temporary whose block the graph reuses
+        del tmp
+        hp = g.host_scalars(lambda: (value[0],), np.float32)
+        out._data[...] = hp[0]
+    for v in (2.0, -3.5, 0.25):
+        value[0] = v
+        g.replay()
+        np.testing.assert_array_equal(out.cpu().numpy(), np.full(3, v, np.float32))

@@ -121,8 +121,8 @@ def test_sgd_updates_all_parameters_in_one_launch_with_the_per_parameter_bits(
     init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
 
     def train(per_parameter: bool) -> tuple[list[np.ndarray], int]:
-        if per_parameter:  # the path taken while capturing: one kernel per parameter
-            monkeypatch.setattr(sgd, "current_capture", lambda: object())
+        if per_parameter:  # one kernel per parameter, as while capturing
+            monkeypatch.setattr(sgd, "ONE_LAUNCH", False)
         calls = []
         real = fused_multi.MultiKernel.__call__
         monkeypatch.setattr(fused_multi.MultiKernel, "__call__", lambda self, *a: calls.append(1) or real(self, *a))

@@ -31,6 +31,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from ..errors import DeviceError, GraphCaptureError
 
 __all__ = ["CUDAGraph", "current_capture", "graph", "is_current_stream_capturing"]
@@ -60,6 +62,9 @@ def _cupy() -> Any:
                       "GPU")
 
 
+_SCALAR_BYTES = 4096
+
+
 class CUDAGraph:
     """One captured CUDA graph: ``capture_begin()``/``capture_end()`` (or ``with axonml.cuda.graph(g):``),
     then ``replay()`` as often as needed; ``reset()`` frees it.
@@ -87,6 +92,8 @@ class CUDAGraph:
         self._exit: contextlib.ExitStack | None = None
         self._guards: list[Callable[[], None]] = []
         self.rng_counter: Any = None  # uint64[1] on the device: replays so far (random draws key on it)
+        self._scalars: Any = None  # bytes on the device that no node of the graph writes (``host_scalars``)
+        self._scalars_used = 0
 
     # ----- capture -------------------------------------------------------------------------------
     def capture_begin(self) -> None:
@@ -107,6 +114,8 @@ class CUDAGraph:
         self._pool = cp.cuda.MemoryPool()
         self._stream = cp.cuda.Stream(non_blocking=True)
         self.rng_counter = cp.zeros(1, cp.uint64)
+        # outside the graph's pool: a block of that pool may also be a temporary that an earlier node writes
+        self._scalars, self._scalars_used = cp.empty(_SCALAR_BYTES, cp.uint8), 0
         self._guards = []
         cp.cuda.Device().synchronize()  # the capture stream does not wait for eager work on the default stream
         blas.bind(self._stream.ptr)
@@ -155,10 +164,27 @@ class CUDAGraph:
             self._exit.close()
             self._exit = None
 
+    def host_scalars(self, values: Callable[[], Any], dtype: Any) -> Any:
+        """While capturing: a device array that the graph refills with ``values()`` (numbers computed on the host,
+        e.g. from a learning rate) before every replay, for captured kernels to read instead of frozen arguments."""
+        if current_capture() is not self:
+            raise GraphCaptureError("host_scalars() is for use while this graph is capturing")
+        np_dtype = np.dtype(dtype)
+        n = len(values())
+        start = -(-self._scalars_used // 8) * 8
+        end = start + n * np_dtype.itemsize
+        if end > _SCALAR_BYTES:
+            raise GraphCaptureError(f"a CUDA graph holds at most {_SCALAR_BYTES} bytes of host-refreshed numbers")
+        self._scalars_used = end
+        arr = self._scalars[start:end].view(np_dtype)
+        self.add_guard(lambda: arr.set(np.asarray(values(), np_dtype)))
+        return arr
+
     # ----- use -----------------------------------------------------------------------------------
     def add_guard(self, check: Callable[[], None]) -> None:
-        """Run ``check()`` before every replay; it raises :class:`GraphCaptureError` when the captured work
-        no longer matches the program's state (e.g. an optimizer's learning rate changed)."""
+        """Run ``check()`` before every replay: it raises :class:`GraphCaptureError` when the captured work no
+        longer matches the program's state (e.g. an optimizer's momentum changed), or refreshes numbers the
+        captured kernels read from the device (``host_scalars``)."""
         self._guards.append(check)
 
     def replay(self) -> None:

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from ..backend.fused import Kernel, elementwise, fusable
+from ..backend.graphs import current_capture
 from ..core.tensor import Tensor
+from ._captured import DeviceScalars, reading
 from ._helpers import (
     adam_defaults,
     adam_moments,
@@ -179,6 +181,12 @@ class LAMB(Optimizer):
         return loss
 
 
+def _lion_lr_numbers(group: dict[str, Any]) -> tuple[float, float]:
+    """Lion's numbers that follow ``lr``: the decay factor and ``-lr`` (as its eager step computes them)."""
+    lr, wd = to_scalar(group["lr"]), group["weight_decay"]
+    return (1 - lr * wd if wd != 0 else 1.0), -lr
+
+
 class Lion(Optimizer):
     r"""Lion: evolved sign momentum (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms").
 
@@ -227,6 +235,8 @@ class Lion(Optimizer):
             wd, maximize = group["weight_decay"], group["maximize"]
             dec = 1 - lr * wd if wd != 0 else None
             small, w2 = lerp_scalar(1 - beta2)
+            capturing = current_capture() is not None
+            hps = DeviceScalars(_lion_lr_numbers) if capturing else None
             for p, dev, x, g in self._with_grads(group):
                 state = self.state[p]
                 if not state:
@@ -234,9 +244,14 @@ class Lion(Optimizer):
                 m = state["exp_avg"]._data
                 if fusable(dev, x, g, m):
                     T = x.dtype.type
-                    _lion_kernel(maximize, dec is not None, small)(
-                        g, T(1 - beta1), T(1 if dec is None else dec), T(-lr), T(w2), x, m)
+                    k = _lion_kernel(maximize, dec is not None, small)
+                    if hps is None:
+                        k(g, T(1 - beta1), T(1 if dec is None else dec), T(-lr), T(w2), x, m)
+                    else:  # a CUDA graph reads lr from the device: a scheduler may change it between replays
+                        reading(k, ("dec", "nlr"))(g, T(1 - beta1), T(w2), hps.get(group, dev, x.dtype), x, m)
                 else:
+                    if capturing:
+                        self._host_lr_captured = True
                     run_arrays(_lion_arrays, scratch, dev, (x, g, m), 2, maximize, beta1, beta2, dec, -lr)
                 bump_version(p)
         return loss

@@ -116,7 +116,8 @@ def _hooked(step: Callable[..., Any]) -> Callable[..., Any]:
 
 def _captured_step(opt: Optimizer, capture: Any, step: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     """``step`` inside a CUDA graph capture: only for rules whose every per-step number is on the device or
-    fixed; the hyperparameters are frozen into the graph, so a replay refuses to run once they change."""
+    fixed. ``lr`` is read from the device (``_captured``), so schedulers work; the other hyperparameters are
+    frozen into the graph, and a replay refuses to run once they change."""
     name = type(opt).__name__
     if not type(opt)._capture_safe:
         raise GraphCaptureError(
@@ -124,6 +125,7 @@ def _captured_step(opt: Optimizer, capture: Any, step: Callable[..., Any], args:
             "reuse the captured bias corrections and never advance it (SGD and Lion can be captured)"
         )
     n_state = sum(len(s) for s in opt.state.values())
+    opt._host_lr_captured = False  # set by an update that took lr as a host number (a non-fused dtype)
     with no_grad():
         out = step(opt, *args, **kwargs)
     if sum(len(s) for s in opt.state.values()) != n_state:
@@ -131,10 +133,11 @@ def _captured_step(opt: Optimizer, capture: Any, step: Callable[..., Any], args:
             f"{name} created its state (e.g. momentum buffers) inside the CUDA graph capture, so the graph would "
             "replay the first step's rule: run a few eager steps before capturing"
         )
-    frozen = _hyperparameters(opt)
+    lr_on_device = not opt._host_lr_captured  # then a replay reads the current lr: schedulers work
+    frozen = _hyperparameters(opt, lr_on_device)
 
     def check() -> None:
-        now = _hyperparameters(opt)
+        now = _hyperparameters(opt, lr_on_device)
         if now != frozen:
             raise GraphCaptureError(
                 f"{name}'s hyperparameters changed since the CUDA graph was captured ({frozen} -> {now}); the graph "
@@ -145,9 +148,10 @@ def _captured_step(opt: Optimizer, capture: Any, step: Callable[..., Any], args:
     return out
 
 
-def _hyperparameters(opt: Optimizer) -> list[tuple[tuple[str, Any], ...]]:
-    """The numbers of each parameter group (what a captured step has frozen into its kernels)."""
-    return [tuple((k, v) for k, v in sorted(g.items()) if k != "params" and isinstance(v, (int, float, bool, tuple)))
+def _hyperparameters(opt: Optimizer, lr_on_device: bool) -> list[tuple[tuple[str, Any], ...]]:
+    """The numbers of each parameter group that a captured step has frozen into its kernels."""
+    skip = ("params", "lr") if lr_on_device else ("params",)
+    return [tuple((k, v) for k, v in sorted(g.items()) if k not in skip and isinstance(v, (int, float, bool, tuple)))
             for g in opt.param_groups]
 
 
@@ -171,6 +175,7 @@ class Optimizer:
     param_groups: list[dict[str, Any]]
     # whether ``step`` may run inside a CUDA graph capture (no host-side per-step numbers)
     _capture_safe: ClassVar[bool] = False
+    _host_lr_captured = False  # a captured step took lr as a host number: its replays must keep that lr
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

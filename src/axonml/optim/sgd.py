@@ -10,6 +10,7 @@ from ..backend.fused import Kernel, elementwise, fusable
 from ..backend.fused_multi import MultiKernel
 from ..backend.graphs import current_capture
 from ..core.tensor import Tensor
+from ._captured import DeviceScalars, reading
 from ._helpers import bump_version, check_lr, check_range, grad_cpu, grad_src, run_arrays, to_scalar
 from .optimizer import Optimizer
 
@@ -54,6 +55,9 @@ def _sgd_kernel(has_wd: bool, maximize: bool, momentum: bool, first: bool, damp:
     name = "axonml_sgd" + "_wd" * has_wd + "_max" * maximize + "_mom" * momentum + "_first" * first \
         + "_damp" * damp + "_nesterov" * nesterov
     return elementwise(name, "T g, T wd, T mom, T omd, T nlr", "T p, T buf" if momentum else "T p", " ".join(body))
+
+
+ONE_LAUNCH = True  # CUDA parameters of a group update in one launch (tests compare with one launch each)
 
 
 @functools.cache
@@ -122,7 +126,9 @@ class SGD(Optimizer):
             momentum, dampening = group["momentum"], group["dampening"]
             wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
             # CUDA updates after the first step, by (device, dtype): one launch each (none while capturing)
-            batches: dict[tuple[Any, Any], list[tuple[Any, ...]]] | None = None if current_capture() else {}
+            capturing = current_capture() is not None
+            batches: dict[tuple[Any, Any], list[tuple[Any, ...]]] | None = None if capturing or not ONE_LAUNCH else {}
+            hps = DeviceScalars(lambda grp: (-to_scalar(grp["lr"]),)) if capturing else None
             for p, dev, x, g in self._with_grads(group):
                 buf, first = None, False
                 if momentum != 0:
@@ -139,11 +145,18 @@ class SGD(Optimizer):
                 elif fusable(dev, x, g, buf):
                     T = x.dtype.type
                     k = _sgd_kernel(wd != 0, maximize, buf is not None, first, dampening != 0, nesterov)
+                    if hps is None:
+                        args: tuple[Any, ...] = (g, T(wd), T(momentum), T(1 - dampening), T(nlr))
+                    else:  # a CUDA graph reads lr from the device: a scheduler may change it between replays
+                        k = reading(k, ("nlr",))
+                        args = (g, T(wd), T(momentum), T(1 - dampening), hps.get(group, dev, x.dtype))
                     if buf is None:
-                        k(g, T(wd), T(momentum), T(1 - dampening), T(nlr), x)
+                        k(*args, x)
                     else:
-                        k(g, T(wd), T(momentum), T(1 - dampening), T(nlr), x, buf)
+                        k(*args, x, buf)
                 else:
+                    if capturing:
+                        self._host_lr_captured = True
                     run_arrays(_sgd_arrays, scratch, dev, (x, g, buf), 2, wd, maximize, momentum, dampening, nesterov,
                                first, nlr)
                 bump_version(p)
