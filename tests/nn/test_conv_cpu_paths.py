@@ -1,7 +1,8 @@
 """The CPU fast paths of convolution, batch norm and max pooling give the values of the plain paths.
 
 Each path is forced on small shapes (its thresholds patched down, its thread splits forced with
-a size threshold of 0) and compared with PyTorch in float64, and with the path switched off:
+a size threshold of 0) and compared with PyTorch in float64, and with the path switched off
+(the direct loops, tested in test_conv_cpu_direct.py, are off here so that these paths run):
 the shift GEMMs, Winograd (forward, flipped transposed, weight gradient), the flipped transposed
 convolution, the compiled col2im, batch norm's and 2x2 max pooling's compiled loops, and the
 NumPy fallbacks used without numba or without NumPy's OpenBLAS.
@@ -14,7 +15,7 @@ import pytest
 
 import axonml as ax
 from axonml.nn.functional.conv import conv2d, conv_transpose2d
-from axonml.nn.prims import _conv_cpu, _conv_cpu_blas, _conv_cpu_jit
+from axonml.nn.prims import _conv_cpu, _conv_cpu_blas, _conv_cpu_direct, _conv_cpu_jit
 from axonml.nn.prims import conv as conv_prims
 from harness import HAS_TORCH
 
@@ -25,6 +26,12 @@ def needs_torch(fn):
 
 
 needs_numba = pytest.mark.skipif(_conv_cpu_jit.kernels() is None, reason="numba is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _no_direct_loops(monkeypatch):
+    """The im2col, shift, Winograd and col2im paths, not the direct loops that small layers would take."""
+    monkeypatch.setattr(_conv_cpu_direct, "pays", lambda *args, **kwargs: None)
 
 
 @pytest.fixture(params=["threads", "one-thread"])

@@ -127,6 +127,9 @@ def scope(xp: Any, flops: float) -> Iterator[None]:
     A small one (LeNet's: 20-30 MFLOP) splits nothing and leaves its GEMMs to OpenBLAS's threads,
     which stay awake between calls: its parts would be ~0.1 ms, and waking a Python thread costs
     ~60 us here (LeNet's step: 14 ms with our splits, 10 without, 9.9 with OpenBLAS's threads).
+    LeNet's direct loops (``_conv_cpu_direct``, 0.2-0.6 ms a call) were split too for a test: two
+    halves ran 1.5x faster alone, but the step went from 5.7-6.1 ms to 6.6 (OpenBLAS's threads,
+    spinning after the linear layers, hold the other core), so they also stay on one thread.
     """
     if xp is not np:
         yield

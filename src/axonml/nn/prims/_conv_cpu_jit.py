@@ -19,33 +19,40 @@ from __future__ import annotations
 import os
 import threading
 import types
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 ENABLED = os.environ.get("AXONML_NUMBA", "1") != "0"  # tests switch it off to exercise the NumPy paths
-_LOCK = threading.Lock()
-_CACHE: dict[str, Any] = {}
 _FLAGS = {"reassoc", "contract"}  # vectorized sums and fused multiply-adds; NaN and inf semantics kept
 
 
-def kernels() -> Any:
-    """The compiled loops (a namespace), or None when numba is missing or switched off."""
-    if not ENABLED:
-        return None
-    if "ns" not in _CACHE:
-        with _LOCK:
-            if "ns" not in _CACHE:
-                _CACHE["ns"] = _build()
-    return _CACHE["ns"]
+def compiled(build: Callable[[Any], Any]) -> Callable[[], Any]:
+    """A ``kernels()`` function for a set of numba loops: ``build(jit)`` defines them with the ``jit``
+    decorator and returns them as a namespace, on the first call (numba imports and compiles in seconds:
+    never at import time). ``kernels()`` is None when numba is missing or switched off (``AXONML_NUMBA=0``)."""
+    cache: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def kernels() -> Any:
+        if not ENABLED:
+            return None
+        if "ns" not in cache:
+            with lock:
+                if "ns" not in cache:
+                    try:
+                        import numba
+                    except ImportError:
+                        cache["ns"] = None
+                    else:
+                        cache["ns"] = build(numba.njit(cache=True, nogil=True, fastmath=_FLAGS))
+        return cache["ns"]
+
+    return kernels
 
 
-def _build() -> Any:
-    try:
-        import numba
-    except ImportError:
-        return None
-    jit = numba.njit(cache=True, nogil=True, fastmath=_FLAGS)
+def _build(jit: Any) -> Any:
 
     @jit
     def bn_stats(x3: Any, c0: int, c1: int, mean: Any, var: Any) -> None:  # pragma: no cover - compiled
@@ -334,3 +341,6 @@ def _build() -> Any:
                                  bn_grad_x=bn_grad_x, maxpool2x2=maxpool2x2, maxpool2x2_grad=maxpool2x2_grad,
                                  col2im2d=col2im2d, wino_in=wino_in, wino_weight=wino_weight,
                                  wino_out=wino_out, wino_grad_in=wino_grad_in, wino_grad_out=wino_grad_out)
+
+
+kernels = compiled(_build)  # batch norm, 2x2 max pool and col2im

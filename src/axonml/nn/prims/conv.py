@@ -16,19 +16,20 @@ cost less than the copies they speed up (large images, few output channels). Oth
 columns are the output positions themselves (``M = B * prod(O)``) and each kernel offset is
 one strided slice. col2im accumulates over kernel offsets with slices, never ``np.add.at``.
 
-On the CPU (``_conv_cpu*``; a GPU keeps the paths above): work is split over OpenBLAS's thread
-count with OpenBLAS itself on one thread; a stride-1 transposed convolution runs as a
-convolution with the flipped kernel (gathers instead of accumulating); stride-1 layers with
-many channels on a large grid skip im2col (one GEMM per kernel offset on the padded input,
+On the CPU (``_conv_cpu*``; a GPU keeps the paths above): 2-D layers with few channels or a
+shallow reduction (LeNet's, RGB stems) run as direct compiled loops with no columns at all when
+numba is installed (``_conv_cpu_direct``, its ``pays`` rule); otherwise work is split over
+OpenBLAS's thread count with OpenBLAS itself on one thread; a stride-1 transposed convolution
+runs as a convolution with the flipped kernel (gathers instead of accumulating); stride-1 layers
+with many channels on a large grid skip im2col (one GEMM per kernel offset on the padded input,
 ``_Plan.shift``); 3x3 stride-1 layers with many channels use Winograd F(2x2, 3x3) when numba
-is installed; the remaining 2-D col2im is a compiled loop.
+is installed; the remaining 2-D col2im is a compiled loop. ``_conv_plan`` holds the column
+layouts (``_Plan``) and their cache; the switches that choose them stay here.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,41 +38,14 @@ from ...backend import matmul
 from ...core.function import Primitive
 from ...core.tensor import Tensor
 from . import _conv_cpu as _cpu
-from . import _conv_cpu_blas as _blas
-from . import _conv_cpu_jit as _jit
+from . import _conv_cpu_direct as _direct
 from . import _conv_cpu_winograd as _wino
-from . import _conv_cuda
+from . import _conv_plan
+from ._conv_plan import ConvGeom, _Plan
 
-_ALL2 = (slice(None), slice(None))
-
-
-@dataclass(frozen=True)
-class ConvGeom:
-    """Stride, dilation, zero padding before/after (per spatial dim) and groups of a convolution."""
-
-    stride: tuple[int, ...]
-    dilation: tuple[int, ...]
-    pad_lo: tuple[int, ...]
-    pad_hi: tuple[int, ...]
-    groups: int
-
-    def out_size(self, size: tuple[int, ...], kernel: tuple[int, ...]) -> tuple[int, ...]:
-        """The natural output size of a convolution of spatial ``size`` with ``kernel``."""
-        return tuple(
-            (n + lo + hi - d * (k - 1) - 1) // s + 1
-            for n, k, s, d, lo, hi in zip(size, kernel, self.stride, self.dilation, self.pad_lo, self.pad_hi)
-        )
-
+__all__ = ["Conv", "ConvGeom", "ConvTranspose", "ConvWeight"]
 
 # ----- im2col / col2im ---------------------------------------------------------------------------
-def _channel_block(xp: Any, m: int, dtype: Any, channels: int) -> int:
-    """Channels per block so that one block of ``m`` columns (~512 KB) stays in a CPU core's cache
-    (~25% faster copies); on a GPU one launch per kernel offset is cheaper than many small ones."""
-    if xp is not np:
-        return max(channels, 1)
-    return max(1, (1 << 19) // max(m * np.dtype(dtype).itemsize, 1))
-
-
 def _grid_pays(ratio: float, cog: int) -> bool:
     """Whether stride-1 columns should live on the padded grid (``ratio`` = grid / output positions).
 
@@ -93,222 +67,11 @@ _WINOGRAD_MIN_CHANNELS = 96
 _WINOGRAD_MIN_CHANNELS_WEIGHT = 64
 
 
-class _Plan:
-    """Where the columns of one convolution live, and the moves between layouts.
-
-    ``x``: (B, C, *S) input; ``K``: kernel size; ``O``: output size (may be smaller than
-    the natural one, for the adjoints of transposed convolutions with output padding).
-    On a GPU (``xp`` is CuPy) the columns are the output positions, made by one kernel each way.
-    ``shift``: on the CPU, the grid layout without columns (one GEMM per kernel offset).
-    """
-
-    def __init__(self, xp: Any, geom: ConvGeom, batch: int, size: tuple[int, ...], kernel: tuple[int, ...],
-                 out: tuple[int, ...], cog: int, cin: int = 0, dtype: Any = None) -> None:
-        self.B, self.S, self.K, self.O = batch, size, kernel, out
-        self.geom = geom
-        self.lo = geom.pad_lo
-        self.fused = xp is not np and len(size) <= 3
-        self.nk = math.prod(kernel)
-        dil = geom.dilation
-        # padded extent: the input with its padding, and at least what the windows reach
-        self.Sp = tuple(
-            max(n + lo + hi, (o - 1) * s + d * (k - 1) + 1)
-            for n, lo, hi, o, s, d, k in zip(size, geom.pad_lo, geom.pad_hi, out, geom.stride, dil, kernel)
-        )
-        ratio = math.prod(self.Sp) / max(math.prod(out), 1)
-        self.grid = not self.fused and all(s == 1 for s in geom.stride) and _grid_pays(ratio, cog)
-        self.shift = (self.grid and xp is np and geom.groups == 1 and cin >= _SHIFT_MIN_CHANNELS
-                      and ratio <= _SHIFT_MAX_RATIO and dtype is not None and _blas.available(dtype))
-        offsets = list(itertools.product(*[range(k) for k in kernel]))
-        if self.grid:
-            gstride = [math.prod(self.Sp[i + 1:]) for i in range(len(size))]
-            self.shifts = [sum(k * d * g for k, d, g in zip(off, dil, gstride)) for off in offsets]
-            self.tail = self.shifts[-1] if self.shifts else 0
-            self.M = batch * math.prod(self.Sp)
-        else:
-            self.slices = [
-                _ALL2 + tuple(slice(k * d, k * d + s * (o - 1) + 1, s)
-                              for k, d, s, o in zip(off, dil, geom.stride, out))
-                for off in offsets
-            ]
-            self.M = batch * math.prod(out)
-
-    def _jit(self, xp: Any, dtype: Any) -> Any:
-        """The compiled col2im loop for 2-D output columns on the CPU (float32/64), else None.
-
-        It accumulates straight into the (B, C, H, W) result: ResNet's 4x4 layer 11 -> 3.4 ms, its
-        stride-2 layer 9.4 -> 5.5, LeNet's second 1.4 -> 1.25 (one core). The matching im2col loop
-        was slower than NumPy's strided copies, which stay.
-        """
-        if xp is not np or self.grid or len(self.S) != 2 or np.dtype(dtype).char not in "fd":
-            return None
-        return _jit.kernels()
-
-    def _interior(self) -> tuple[slice, ...]:
-        return _ALL2 + tuple(slice(lo, lo + n) for lo, n in zip(self.lo, self.S))
-
-    def _head(self) -> tuple[slice, ...]:
-        return _ALL2 + tuple(slice(0, o) for o in self.O)
-
-    def _padded_cm(self, xp: Any, x: Any, extra: int = 0) -> Any:
-        """Zero-padded channel-major copy of ``x``: (C, B, *Sp), flat as (C, B*prod(Sp) + extra) in the grid layout."""
-        C = x.shape[1]
-        cm = x.transpose(1, 0, *range(2, x.ndim))  # (C, B, *S), a view
-        if not self.grid and self.Sp == self.S:
-            return cm
-        buf = xp.zeros((C, self.B * math.prod(self.Sp) + extra), x.dtype)
-        padded = buf[:, : buf.shape[1] - extra].reshape((C, self.B, *self.Sp))
-        _cpu.copy_into(xp, padded[self._interior()], cm)
-        return buf if self.grid else padded
-
-    def cols(self, xp: Any, x: Any, keep: bool = False) -> Any:
-        """im2col: (C * prod(K), M), rows ordered (channel, kernel offset).
-
-        On the CPU a forward (``keep``) leaves small columns for its weight gradient to reuse.
-        """
-        C = x.shape[1]
-        M = self.M
-        g = self.geom
-        if self.fused:
-            return _conv_cuda.im2col(xp, x, self.K, self.O, g.stride, g.dilation, self.lo)
-        if xp is np and not keep:
-            kept = _cpu.kept_cols(self, x)
-            if kept is not None:
-                return kept
-        col, keep = self._col_buffer(xp, x.dtype, C, keep)
-        if self.grid:
-            buf = self._padded_cm(xp, x, self.tail)
-            if self.nk == 1:
-                return buf[:, :M]
-            col = col.reshape(C, self.nk, M)
-            step = _channel_block(xp, M, x.dtype, C)
-
-            def grid_part(lo: int, hi: int) -> None:
-                for c in range(lo * step, min(hi * step, C), step):  # a block of channels stays in cache
-                    for k, sh in enumerate(self.shifts):
-                        col[c: c + step, k] = buf[c: c + step, sh: sh + M]
-
-            _cpu.run(xp, -(-C // step), col.nbytes, grid_part)
-            return self._done(xp, x, col, keep)
-        xpad = self._padded_cm(xp, x)
-        col = col.reshape(C, self.nk, self.B, *self.O)
-
-        def slice_part(lo: int, hi: int) -> None:
-            for k, sl in enumerate(self.slices):
-                col[lo:hi, k] = xpad[lo:hi][sl]
-
-        _cpu.run(xp, C, col.nbytes, slice_part)
-        return self._done(xp, x, col, keep)
-
-    def _col_buffer(self, xp: Any, dtype: Any, channels: int, keep: bool) -> tuple[Any, bool]:
-        """Flat room for the columns, and whether they will be kept: a fresh buffer for small ones on the CPU
-        (``keep``), else the scratch buffer."""
-        n = channels * self.nk * self.M
-        if keep and xp is np and n * np.dtype(dtype).itemsize <= _cpu._KEEP_MAX_BYTES:
-            return _cpu.keep_buffer(self, n, np.dtype(dtype)), True
-        return _cpu.scratch(xp, "col", (n,), dtype), False
-
-    def _done(self, xp: Any, x: Any, col: Any, keep: bool) -> Any:
-        col = col.reshape(x.shape[1] * self.nk, self.M)
-        if keep:
-            _cpu.keep_cols(self, x, col)
-        return col
-
-    def gmat(self, xp: Any, g: Any) -> Any:
-        """An output-shaped (B, Co, *O) array as a (Co, M) matrix in the columns' space (zeros off the outputs)."""
-        Co = g.shape[1]
-        gcm = g.transpose(1, 0, *range(2, g.ndim))
-        if self.grid:
-            buf = xp.zeros((Co, self.B, *self.Sp), g.dtype)
-            _cpu.copy_into(xp, buf[self._head()], gcm)
-            return buf.reshape(Co, self.M)
-        if xp is not np:
-            return xp.ascontiguousarray(gcm).reshape(Co, self.M)
-        out = np.empty(gcm.shape, g.dtype)
-        _cpu.copy_into(xp, out, gcm)
-        return out.reshape(Co, self.M)
-
-    def from_gmat(self, xp: Any, y: Any, bias: Any = None) -> Any:
-        """A (Co, M) matrix (maybe scratch) as a new contiguous (B, Co, *O) array, plus ``bias`` per channel."""
-        Co = y.shape[0]
-        full = (Co, self.B) + (self.Sp if self.grid else self.O)
-        view = y.reshape(full)
-        if self.grid:
-            view = view[self._head()]
-        view = view.transpose(1, 0, *range(2, view.ndim))
-        out = xp.empty((self.B, Co, *self.O), y.dtype)
-        if bias is None:
-            _cpu.copy_into(xp, out, view, axis=1)
-            return out
-        b = bias.reshape((1, Co) + (1,) * len(self.O))
-
-        def part(lo: int, hi: int) -> None:
-            xp.add(view[:, lo:hi], b[:, lo:hi], out=out[:, lo:hi])
-
-        _cpu.run(xp, Co, out.nbytes, part)
-        return out
-
-    def col2im(self, xp: Any, dcol: Any, channels: int) -> Any:
-        """The adjoint of ``cols``: (C * prod(K), M) summed back into a new (B, C, *S) array."""
-        C, M = channels, self.M
-        g = self.geom
-        if self.fused:
-            return _conv_cuda.col2im(xp, dcol, self.B, C, self.S, self.K, self.O, g.stride, g.dilation, self.lo)
-        if self.grid:
-            flat = xp.zeros((C, M + self.tail), dcol.dtype)
-            d3 = dcol.reshape(C, self.nk, M)
-            step = _channel_block(xp, M, dcol.dtype, C)
-
-            def grid_part(lo: int, hi: int) -> None:
-                for c in range(lo * step, min(hi * step, C), step):
-                    for k, sh in enumerate(self.shifts):
-                        flat[c: c + step, sh: sh + M] += d3[c: c + step, k]
-
-            _cpu.run(xp, -(-C // step), dcol.nbytes, grid_part)
-            padded = flat[:, :M].reshape((C, self.B, *self.Sp))
-        else:
-            jit = self._jit(xp, dcol.dtype)
-            if jit is not None:
-                out = np.empty((self.B, C, *self.S), dcol.dtype)
-                c6 = dcol.reshape(C, *self.K, self.B, *self.O)
-                (sh, sw), (dh, dw), (ph, pw) = g.stride, g.dilation, self.lo
-                _cpu.split(C, dcol.nbytes, lambda c0, c1: jit.col2im2d(c6, c0, c1, sh, sw, dh, dw, ph, pw, out))
-                return out
-            padded = xp.zeros((C, self.B, *self.Sp), dcol.dtype)
-            d3 = dcol.reshape((C, self.nk, self.B, *self.O))
-
-            def slice_part(lo: int, hi: int) -> None:
-                for k, sl in enumerate(self.slices):
-                    padded[lo:hi][sl] += d3[lo:hi, k]
-
-            _cpu.run(xp, C, dcol.nbytes, slice_part)
-        return self.unpad(xp, padded)
-
-    def unpad(self, xp: Any, padded: Any) -> Any:
-        """The input region of a channel-major (C, B, *Sp) array as a new (B, C, *S) array."""
-        inner = padded[self._interior()]
-        out = xp.empty((self.B, padded.shape[0], *self.S), padded.dtype)
-        _cpu.copy_into(xp, out, inner.transpose(1, 0, *range(2, inner.ndim)), axis=1)
-        return out
-
-
-_PLANS: dict[tuple[Any, ...], _Plan] = {}
-
-
 def _plan(xp: Any, geom: ConvGeom, batch: int, size: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...],
           cog: int, cin: int = 0, dtype: Any = None) -> _Plan:
-    """A ``_Plan``, made once per geometry (building one costs ~0.1 ms for 5x5 kernels: LeNet makes five a step).
-
-    The key holds the layout switches too (``_grid_pays``, direct BLAS, the shift limits), which tests change.
-    """
-    key = (xp, geom, batch, size, kernel, out, cog, cin, None if dtype is None else np.dtype(dtype), _grid_pays,
-           _blas.ENABLED, _SHIFT_MIN_CHANNELS, _SHIFT_MAX_RATIO)
-    plan = _PLANS.get(key)
-    if plan is None:
-        if len(_PLANS) > 256:  # shapes that keep changing (varying batch sizes) must not grow it forever
-            _PLANS.clear()
-        plan = _PLANS[key] = _Plan(xp, geom, batch, size, kernel, out, cog, cin, dtype)
-    return plan
+    """The cached ``_Plan`` of a geometry, under this module's layout switches."""
+    return _conv_plan.plan(xp, geom, batch, size, kernel, out, cog, cin, dtype,
+                           (_grid_pays, _SHIFT_MIN_CHANNELS, _SHIFT_MAX_RATIO))
 
 
 _CHUNK = 4096
@@ -366,6 +129,10 @@ def _conv_forward(xp: Any, x: Any, w: Any, b: Any, geom: ConvGeom, osize: tuple[
     kernel = tuple(w.shape[2:])
     out = osize or geom.out_size(tuple(x.shape[2:]), kernel)
     Co = w.shape[0]
+    direct = (None if xp is not np else
+              _direct.pays(x, Co, kernel, w.dtype, geom.stride, geom.pad_lo, geom.groups, weight=False))
+    if direct is not None:
+        return _direct.forward(direct, x, w, b, geom.stride, geom.dilation, geom.pad_lo, out)
     plan = _plan(xp, geom, x.shape[0], tuple(x.shape[2:]), kernel, out, Co // geom.groups, x.shape[1], x.dtype)
     wino = None if xp is not np or plan.shift else _wino.winograd_pays(x, kernel, geom.stride, geom.dilation,
                                                                           geom.groups, _WINOGRAD_MIN_CHANNELS)
@@ -432,6 +199,13 @@ class ConvTranspose(Primitive):
 
     @staticmethod
     def _forward(xp: Any, g: Any, w: Any, b: Any, geom: ConvGeom, size: tuple[int, ...]) -> Any:
+        direct = None
+        if xp is np and all(s == 1 for s in geom.stride):  # as a convolution of g: Co -> Ci channels
+            direct = _direct.pays(g, w.shape[1] * geom.groups, tuple(w.shape[2:]), w.dtype, geom.stride,
+                                  geom.pad_lo, geom.groups, weight=False)
+        z = None if direct is None else _direct.transposed(direct, g, w, b, geom.dilation, geom.pad_lo, size)
+        if z is not None:
+            return z
         flipped = None if xp is not np else _cpu.flip_transposed(w, geom.stride, geom.dilation, geom.pad_lo,
                                                                    geom.groups, tuple(g.shape[2:]), size)
         if flipped is not None:  # as a convolution: gathers where col2im accumulates
@@ -482,6 +256,9 @@ class ConvWeight(Primitive):
     def _forward(xp: Any, x: Any, g: Any, geom: ConvGeom, kernel: tuple[int, ...]) -> Any:
         G = geom.groups
         Co, C = g.shape[1], x.shape[1]
+        direct = None if xp is not np else _direct.pays(x, Co, kernel, g.dtype, geom.stride, geom.pad_lo, G, True)
+        if direct is not None:
+            return _direct.weight(direct, x, g, geom.stride, geom.dilation, geom.pad_lo, kernel)
         plan = _plan(xp, geom, x.shape[0], tuple(x.shape[2:]), kernel, tuple(g.shape[2:]), Co // G, C, x.dtype)
         wino = None if xp is not np else _wino.winograd_pays(x, kernel, geom.stride, geom.dilation, G,
                                                              _WINOGRAD_MIN_CHANNELS_WEIGHT)
