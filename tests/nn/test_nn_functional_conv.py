@@ -13,6 +13,7 @@ import axonml as ax
 from axonml.errors import DTypeError, ShapeError
 from axonml.nn.functional.conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
 from harness import HAS_TORCH, OpSpec, op_tests
+from torch_ref import assert_second_derivatives_match
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")  # PyTorch's, on even kernels
 
@@ -187,15 +188,8 @@ def test_conv_second_derivative_matches_torch():
                             {"stride": 2, "padding": 1, "output_padding": 1, "groups": 2})]:
         cout = ws[1] * 2 if "transpose" in op else ws[0]
         arrays = [rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(cout)]
-        ours = [ax.tensor(a, requires_grad=True) for a in arrays]
-        theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
-        y, ty = FNS[op](*ours, **kw), getattr(torch.nn.functional, op)(*theirs, **kw)
-        g = ax.autograd.grad((y * y * y).sum(), ours, create_graph=True)
-        tg = torch.autograd.grad((ty * ty * ty).sum(), theirs, create_graph=True)
-        gg = ax.autograd.grad(sum((a * a).sum() for a in g), ours)
-        tgg = torch.autograd.grad(sum((a * a).sum() for a in tg), theirs)
-        for a, t in zip(gg, tgg):
-            np.testing.assert_allclose(a.numpy(), t.numpy(), rtol=1e-9, atol=1e-8)
+        assert_second_derivatives_match(lambda *a, op=op, kw=kw: FNS[op](*a, **kw),
+                                        lambda *a, op=op, kw=kw: getattr(torch.nn.functional, op)(*a, **kw), arrays)
 
 
 def test_conv_float32_and_empty_batch():
