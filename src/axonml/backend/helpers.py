@@ -62,6 +62,15 @@ def matmul(xp: Any, a: Any, b: Any, out: Any = None) -> Any:
     return xp.matmul(a, b, out=out)
 
 
+def value_range(xp: Any, a: Any) -> tuple[int, int]:
+    """``(min, max)`` of a non-empty integer array as Python ints: on CUDA with one device-to-host copy (each
+    copy waits for the GPU), where ``int(a.min()), int(a.max())`` makes two. For the range checks of indices."""
+    if xp is np:
+        return int(a.min()), int(a.max())
+    lo, hi = xp.stack((a.min(), a.max())).get()
+    return int(lo), int(hi)
+
+
 def special_erf(xp: Any, x: Any) -> Any:
     """Elementwise error function."""
     if xp is np:

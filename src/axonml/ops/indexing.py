@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import namedtuple
 from typing import Any
 
+from ..backend import value_range
 from ..backend.graphs import current_capture
 from ..core import methods as _m
 from ..core.inplace import inplace_unary
@@ -47,7 +48,7 @@ def _check_range(op: str, index: Tensor, size: int, dim: int) -> None:
     a = index._data
     if not a.size or current_capture() is not None:  # a CUDA graph capture cannot read values back to check them
         return
-    lo, hi = int(a.min()), int(a.max())  # one device sync each on CUDA
+    lo, hi = value_range(index._device.xp, a)
     if lo < 0 or hi >= size:
         bad = lo if lo < 0 else hi
         raise IndexingError(f"{op}: index {bad} is out of bounds for dimension {dim} with size {size}")
@@ -299,10 +300,11 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         if a.size == 0:
             raise ShapeError("one_hot: cannot infer num_classes from an empty tensor; pass num_classes")
         num_classes = int(a.max()) + 1
-    if a.size and int(a.min()) < 0:
+    lo, hi = value_range(xp, a) if a.size else (0, -1)
+    if lo < 0:
         raise IndexingError("one_hot: class values must be non-negative")
-    if a.size and int(a.max()) >= num_classes:
-        raise IndexingError(f"one_hot: class value {int(a.max())} is not smaller than num_classes={num_classes}")
+    if hi >= num_classes:
+        raise IndexingError(f"one_hot: class value {hi} is not smaller than num_classes={num_classes}")
     out = (a[..., None] == xp.arange(num_classes)).astype("int64")
     return Tensor._make(out, tensor._device)
 

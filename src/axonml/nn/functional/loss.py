@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ...backend import CPU
+from ...backend import CPU, value_range
 from ...backend.graphs import current_capture
 from ...core import dtypes as D
 from ...core.autocast import autocast_op
@@ -189,7 +189,7 @@ def _valid_targets(op: str, target: Tensor, n_classes: int, ignore_index: int) -
     valid = t != ignore_index
     safe = xp.where(valid, t, 0)
     if safe.size and current_capture() is None:  # a CUDA graph capture cannot read values back to check them
-        lo, hi = int(safe.min()), int(safe.max())
+        lo, hi = value_range(xp, safe)
         if lo < 0 or hi >= n_classes:
             raise IndexingError(f"{op}: target {lo if lo < 0 else hi} is out of bounds for {n_classes} classes")
     return valid, safe.astype("int64")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ...backend import value_range
 from ...core.tensor import Tensor
 from ...errors import DTypeError, IndexingError, ShapeError
 from ..prims.pool import AdaptiveGeom, AvgPool, FlatScatter, MaxPool, PoolGeom
@@ -275,8 +276,9 @@ def _max_unpool(op: str, n: int, x: Tensor, indices: Tensor, kernel_size: Any, s
     if any(v < 1 for v in size):
         raise ShapeError(f"{op}: output size {size} is invalid for input {tuple(x.shape)}")
     a = idx._data
-    if a.size and (int(a.min()) < 0 or int(a.max()) >= math.prod(size)):
-        bad = int(a.min()) if int(a.min()) < 0 else int(a.max())
+    lo, hi = value_range(x.device.xp, a) if a.size else (0, -1)
+    if lo < 0 or hi >= math.prod(size):
+        bad = lo if lo < 0 else hi
         raise IndexingError(f"{op}: found an invalid max index {bad} (output volumes are of size {size})")
     if a.dtype != np.int64:
         a = a.astype(np.int64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ...backend import value_range
 from ...core.grad_mode import no_grad
 from ...core.methods import cat, where
 from ...core.tensor import Tensor
@@ -31,7 +32,7 @@ def _index_array(op: str, input: Any, weight: Tensor) -> Any:  # noqa: A002
 
         raise DeviceError(f"{op}: indices on {input.device}, weight on {weight.device}")
     if a.size:
-        lo, hi = int(a.min()), int(a.max())
+        lo, hi = value_range(input.device.xp, a)
         if lo < 0 or hi >= weight.shape[0]:
             raise IndexingError(f"{op}: index {lo if lo < 0 else hi} is out of range for an embedding table of "
                                 f"{weight.shape[0]} rows")
