@@ -19,7 +19,7 @@ import numpy as np
 
 from ...backend import matmul
 from ...core.tensor import Tensor
-from . import _rnn_cuda
+from . import _rnn_cpu_jit, _rnn_cuda
 from ._fastpath import col_sum, row_sum
 from .rnn import GATES, reused_empty, work_empty
 
@@ -116,6 +116,7 @@ def _lstm_backward_fm(node: Any, grad: Tensor) -> tuple[Any, ...]:
     dhp: Any = None
     if whr is not None:  # the output's gradient per step, for the projection's one GEMM at the end
         dh_all, dhp = reused_empty((h_out, steps if need[5] else 1, n), dt), np.empty((hidden, n), dt)
+    jit = _rnn_cpu_jit.kernels() if dt.char in "fd" else None  # the step's arithmetic around tanh in one pass
     back = range(steps) if node.reverse else range(steps - 1, -1, -1)
     first, prev = back[-1], (1 if node.reverse else -1)  # the forward's first step; t's predecessor - t
     for t in back:
@@ -131,21 +132,24 @@ def _lstm_backward_fm(node: Any, grad: Tensor) -> tuple[Any, ...]:
         a, d = acts[t], dgates[:, t]
         d4 = d.reshape(4, hidden, n)
         np.tanh(cells[t], out=tc)
-        np.multiply(a, a, out=sq)  # activation derivatives: s - s^2 (i, f, o), 1 - g^2
-        np.subtract(a[:2], sq[:2], out=sq[:2])
-        np.subtract(a[3], sq[3], out=sq[3])
-        np.subtract(one, sq[2], out=sq[2])
-        np.multiply(sq[0:3:2], a[2::-2], out=fac[0:3:2])  # dc's factors: i' * g, g' * i
-        np.multiply(sq[1], c_prev, out=fac[1])  # f' * c_prev
-        np.multiply(sq[3], tc, out=t1)  # d_o = dh * tanh(c) * o'
-        np.multiply(t1, dh_t, out=d4[3])
-        np.multiply(tc, tc, out=t1)  # the cell state's share dh * o * (1 - tanh(c)^2)
-        np.subtract(one, t1, out=t1)
-        t1 *= a[3]
-        t1 *= dh_t
-        dc += t1
-        np.multiply(fac, dc, out=d4[:3])  # d_i, d_f, d_g
-        dc *= a[1]
+        if jit is not None:
+            jit.cell_backward(a, tc, c_prev, dh_t, dc, d4, dt.type(1))
+        else:
+            np.multiply(a, a, out=sq)  # activation derivatives: s - s^2 (i, f, o), 1 - g^2
+            np.subtract(a[:2], sq[:2], out=sq[:2])
+            np.subtract(a[3], sq[3], out=sq[3])
+            np.subtract(one, sq[2], out=sq[2])
+            np.multiply(sq[0:3:2], a[2::-2], out=fac[0:3:2])  # dc's factors: i' * g, g' * i
+            np.multiply(sq[1], c_prev, out=fac[1])  # f' * c_prev
+            np.multiply(sq[3], tc, out=t1)  # d_o = dh * tanh(c) * o'
+            np.multiply(t1, dh_t, out=d4[3])
+            np.multiply(tc, tc, out=t1)  # the cell state's share dh * o * (1 - tanh(c)^2)
+            np.subtract(one, t1, out=t1)
+            t1 *= a[3]
+            t1 *= dh_t
+            dc += t1
+            np.multiply(fac, dc, out=d4[:3])  # d_i, d_f, d_g
+            dc *= a[1]
         if t != first or need[1]:
             np.matmul(w_t, d, out=dh)
     dev = node.device

@@ -34,7 +34,7 @@ from ...core.function import Primitive
 from ...core.grad_mode import enable_grad
 from ...core.methods import cat
 from ...core.tensor import Tensor
-from . import _rnn_cuda
+from . import _rnn_cpu_jit, _rnn_cuda
 from ._fastpath import arrays_only
 
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -315,6 +315,8 @@ def _lstm_forward_fm(ctx: Any, xw: Any, h: Any, c: Any, w_hh: Any, w_hr: Any, ou
     c = np.ascontiguousarray(c.T)
     skip = not h.any()  # a zero initial state (the default): the first step's product is zero
     w_hr_t: Any = None if w_hr is None else w_hr.T
+    jit = _rnn_cpu_jit.kernels() if dt.char in "fd" else None  # the chain between the tanh calls in one pass
+    half, one, zero = dt.type(0.5), dt.type(1), dt.type(0)
     for t in order:
         a = acts[t]
         g = a.reshape(width, n)
@@ -326,12 +328,15 @@ def _lstm_forward_fm(ctx: Any, xw: Any, h: Any, c: Any, w_hh: Any, w_hr: Any, ou
             g += xw[t].T
         np.multiply(a, scale, out=a)
         np.tanh(a, out=a)
-        np.multiply(a, scale, out=a)
-        a += shift
         c_new = cells[t]
-        np.multiply(a[1], c, out=c_new)
-        np.multiply(a[0], a[2], out=tmp)
-        c_new += tmp
+        if jit is not None:
+            jit.gates_cell(a, c, c_new, half, one, zero)
+        else:
+            np.multiply(a, scale, out=a)
+            a += shift
+            np.multiply(a[1], c, out=c_new)
+            np.multiply(a[0], a[2], out=tmp)
+            c_new += tmp
         np.tanh(c_new, out=tc)
         np.multiply(tc, a[3], out=(outs[t] if hraw is None else hraw[t]).T)
         if hraw is not None:
