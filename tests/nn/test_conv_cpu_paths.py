@@ -238,3 +238,27 @@ def test_forward_columns_are_kept_for_the_weight_gradient_only_when_sound(monkey
     monkeypatch.setattr(_conv_cpu, "_KEEP_MAX_BYTES", 0)
     (gw3,) = ax.autograd.grad((conv2d(x, w, padding=1) ** 2).sum(), [w])
     np.testing.assert_allclose(gw3.numpy(), gw2.numpy(), rtol=1e-12)
+
+
+def test_a_backward_lays_the_output_gradient_out_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the input and the weight gradients of one convolution share the (Co, M) matrix of its output gradient
+    from axonml.nn.prims import _conv_plan
+
+    made = []
+    real = _conv_plan._Plan._gmat
+    monkeypatch.setattr(_conv_plan._Plan, "_gmat", lambda self, xp, g: made.append(g.shape) or real(self, xp, g))
+    rng = np.random.default_rng(3)
+    x = ax.tensor(rng.standard_normal((2, 16, 9, 9)), requires_grad=True)
+    w = ax.tensor(rng.standard_normal((8, 16, 3, 3)), requires_grad=True)
+    y = ax.nn.functional.conv2d(x, w, stride=2, padding=1)
+    gy = rng.standard_normal(y.shape)
+    y.backward(ax.tensor(gy))
+    assert made == [(2, 8, 5, 5)]
+    if HAS_TORCH:
+        import torch
+
+        tx = torch.tensor(x.detach().numpy(), requires_grad=True)
+        tw = torch.tensor(w.detach().numpy(), requires_grad=True)
+        torch.nn.functional.conv2d(tx, tw, stride=2, padding=1).backward(torch.tensor(gy))
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-10, atol=1e-10)

@@ -8,9 +8,11 @@ them as arguments and keys its cache on them.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,7 +177,20 @@ class _Plan:
         return col
 
     def gmat(self, xp: Any, g: Any) -> Any:
-        """An output-shaped (B, Co, *O) array as a (Co, M) matrix in the columns' space (zeros off the outputs)."""
+        """An output-shaped (B, Co, *O) array as a (Co, M) matrix in the columns' space (zeros off the outputs).
+
+        Inside :func:`sharing_gmat` the matrix of one ``g`` is made once (read only after that).
+        """
+        shared = getattr(_SHARED, "gmats", None)
+        if shared is None:
+            return self._gmat(xp, g)
+        key = (id(g), self.grid, self.Sp, self.M)
+        hit = shared.get(key)
+        if hit is None or hit[0] is not g:
+            hit = shared[key] = (g, self._gmat(xp, g))
+        return hit[1]
+
+    def _gmat(self, xp: Any, g: Any) -> Any:
         Co = g.shape[1]
         gcm = g.transpose(1, 0, *range(2, g.ndim))
         if self.grid:
@@ -250,6 +265,22 @@ class _Plan:
         out = xp.empty((self.B, padded.shape[0], *self.S), padded.dtype)
         _cpu.copy_into(xp, out, inner.transpose(1, 0, *range(2, inner.ndim)), axis=1)
         return out
+
+
+_SHARED = threading.local()
+
+
+@contextlib.contextmanager
+def sharing_gmat() -> Iterator[None]:
+    """Around a convolution's backward: its input and weight gradients both lay the output gradient out as a
+    (Co, M) matrix, a copy (on a GPU a launch) each; inside, the second reuses the first's. Sound because
+    nothing writes the gradient between the two, and the shared matrices go when the block ends."""
+    before = getattr(_SHARED, "gmats", None)
+    _SHARED.gmats = {}
+    try:
+        yield
+    finally:
+        _SHARED.gmats = before
 
 
 _PLANS: dict[tuple[Any, ...], _Plan] = {}

@@ -41,7 +41,7 @@ from . import _conv_cpu as _cpu
 from . import _conv_cpu_direct as _direct
 from . import _conv_cpu_winograd as _wino
 from . import _conv_plan
-from ._conv_plan import ConvGeom, _Plan
+from ._conv_plan import ConvGeom, _Plan, sharing_gmat
 
 __all__ = ["Conv", "ConvGeom", "ConvTranspose", "ConvWeight"]
 
@@ -171,8 +171,9 @@ class Conv(Primitive):
     def backward(self, grad: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         x, w, b, geom, _ = self.inputs
         need_x, need_w, need_b = (e is not None for e in self.next_edges[:3])
-        gx = ConvTranspose.apply(grad, w, None, geom, tuple(x.shape[2:])) if need_x else None
-        gw = ConvWeight.apply(x, grad, geom, tuple(w.shape[2:])) if need_w else None
+        with sharing_gmat():  # both gradients read ``grad`` as the same (Co, M) matrix
+            gx = ConvTranspose.apply(grad, w, None, geom, tuple(x.shape[2:])) if need_x else None
+            gw = ConvWeight.apply(x, grad, geom, tuple(w.shape[2:])) if need_w else None
         gb = _spatial_sum(grad) if b is not None and need_b else None
         return gx, gw, gb, None, None
 
