@@ -114,20 +114,17 @@ def test_bias_gradient_ones_are_reused_and_correct() -> None:
 def test_sgd_updates_all_parameters_in_one_launch_with_the_per_parameter_bits(
         kw: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from axonml.backend import fused_multi
-    from axonml.optim import sgd
 
     rng = np.random.default_rng(4)
     shapes = [(64, 3, 3, 3), (64,), (10, 300), (1,), ()]
     init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
 
     def train(per_parameter: bool) -> tuple[list[np.ndarray], int]:
-        if per_parameter:  # one kernel per parameter, as while capturing
-            monkeypatch.setattr(sgd, "ONE_LAUNCH", False)
         calls = []
         real = fused_multi.MultiKernel.__call__
         monkeypatch.setattr(fused_multi.MultiKernel, "__call__", lambda self, *a: calls.append(1) or real(self, *a))
         ps = [ax.tensor(x, device="cuda", requires_grad=True) for x in init]
-        opt = ax.optim.SGD(ps, lr=0.1, **kw)
+        opt = ax.optim.SGD(ps, lr=0.1, foreach=not per_parameter, **kw)  # foreach=False: a kernel per parameter
         for step in range(5):
             for i, p in enumerate(ps):  # fresh gradient arrays every step: the address table must follow them
                 p.grad = ax.tensor(np.sin(init[i] * (step + 1)).astype(np.float32), device="cuda")

@@ -36,7 +36,8 @@ def test_groups_get_defaults_and_keep_their_own_values() -> None:
     g0, g1 = opt.param_groups
     assert g0["lr"] == 0.1 and g0["betas"] == (0.9, 0.999) and g0["params"] == ps[:2]
     assert g1["lr"] == 0.01 and g1["betas"] == (0.5, 0.6)
-    assert set(g0) == {"params", "lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay"}
+    assert set(g0) == {"params", "lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay",
+                       "foreach", "capturable", "differentiable", "fused"}  # PyTorch's keys, its switches included
 
 
 def test_params_from_a_generator_a_single_tensor_group_and_named_pairs() -> None:
@@ -329,3 +330,14 @@ def test_pickle_and_deepcopy_an_optimizer() -> None:
 def test_repr_lists_the_groups() -> None:
     text = repr(optim.SGD([{"params": ax_params()[:1]}, {"params": ax_params()[1:2], "lr": 0.5}], lr=0.1))
     assert text.startswith("SGD (\nParameter Group 0\n") and "    lr: 0.5\n" in text and "Parameter Group 1" in text
+
+
+def test_pytorchs_implementation_switches_are_checked_as_there() -> None:
+    ps = ax_params()
+    with pytest.raises(RuntimeError, match="`fused` and `foreach` cannot be `True` together"):
+        optim.SGD(ps, lr=0.1, foreach=True, fused=True)
+    for name in ("SGD", "Adam", "RMSprop", "Adadelta"):
+        with pytest.raises(NotImplementedError, match="differentiable=True"):
+            getattr(optim, name)(ps, differentiable=True)
+    group = optim.Adam(ps, capturable=True, foreach=False).param_groups[0]
+    assert group["capturable"] is True and group["foreach"] is False and group["fused"] is None

@@ -152,3 +152,37 @@ def test_state_dicts_move_between_torch_and_axonml(case: tuple[str, dict[str, An
     theirs = run_torch(ot, pt, 20, sign)
     assert_same_trajectory(ours, theirs[:10])
     assert_same_trajectory(run_torch(ot2, pt2, 10, sign), theirs[10:])
+
+
+TORCH_OPTIMIZERS = ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "LBFGS"]
+
+
+@pytest.mark.parametrize("name", TORCH_OPTIMIZERS)
+def test_constructors_and_group_keys_are_pytorchs(name: str) -> None:
+    # a script ports by changing the import: every argument PyTorch takes (with its default), and the same keys in
+    # state_dict()'s groups, including PyTorch's implementation switches (foreach, fused, capturable, ...)
+    import inspect
+
+    ours = inspect.signature(getattr(optim, name).__init__).parameters
+    theirs = inspect.signature(getattr(torch.optim, name).__init__).parameters
+    assert set(ours) == set(theirs)
+    for arg, p in theirs.items():
+        assert ours[arg].kind == p.kind, arg
+        assert p.default is inspect.Parameter.empty or ours[arg].default == p.default, arg
+    ax_group = getattr(optim, name)([ax.zeros(2, requires_grad=True)]).state_dict()["param_groups"][0]
+    torch_group = getattr(torch.optim, name)([torch.zeros(2, requires_grad=True)]).state_dict()["param_groups"][0]
+    assert set(ax_group) == set(torch_group)
+    assert {k: ax_group[k] for k in ("foreach", "differentiable") if k in ax_group} == \
+        {k: torch_group[k] for k in ("foreach", "differentiable") if k in torch_group}
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "Adagrad"])
+def test_the_switches_do_not_change_the_trajectory(name: str) -> None:
+    runs = []
+    for flags in ({}, {"foreach": True}, {"foreach": False}, {"fused": True}):
+        pa = ax_params()
+        runs.append(run_ax(getattr(optim, name)(pa, lr=0.05, **flags), pa, 20))
+    for other in runs[1:]:
+        for step_a, step_b in zip(runs[0], other, strict=True):
+            for a, b in zip(step_a, step_b, strict=True):
+                assert np.array_equal(a, b)

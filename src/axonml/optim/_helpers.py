@@ -30,7 +30,7 @@ from ..core.tensor import Tensor
 __all__ = [
     "BLOCK_BYTES", "Scratch", "adam_moments", "bump_version", "check_betas", "check_lr", "check_range",
     "grad_cpu", "grad_src", "lerp_", "lerp_scalar", "lerp_src", "moments_src", "run_arrays", "scalar_dtype",
-    "scalar_state", "step_up", "to_scalar", "update_moments", "zeros_state",
+    "scalar_state", "step_up", "to_scalar", "torch_flags", "update_moments", "zeros_state",
 ]
 
 # Block size of the NumPy path: a block of each array involved in an update (up to ~7) fits in a core's L2.
@@ -237,6 +237,22 @@ def check_betas(betas: Any) -> tuple[float, float]:
         if not 0.0 <= x < 1.0:
             raise ValueError(f"Invalid beta parameter at index {i}: {x}")
     return (b[0], b[1])
+
+
+def torch_flags(**flags: Any) -> dict[str, Any]:
+    """PyTorch's implementation switches (``foreach``, ``fused``, ``capturable``, ``differentiable``), checked and
+    kept in the parameter group as PyTorch keeps them, so that constructors and ``state_dict`` match its own.
+
+    axonml has one implementation per device (on CUDA, fused kernels), so these select nothing but this:
+    ``foreach=False`` keeps SGD to one launch per parameter on CUDA. ``capturable=True`` does not make an Adam-family
+    step capturable (a CUDA graph captures SGD and Lion, docs/cuda-graphs.md); ``differentiable=True`` (autograd
+    through ``step``) is refused.
+    """
+    if flags.get("foreach") and flags.get("fused"):
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    if flags.get("differentiable"):
+        raise NotImplementedError("differentiable=True (autograd through the optimizer step) is not supported")
+    return flags
 
 
 def adam_defaults(lr: Any, betas: Any, eps: float, weight_decay: float, **options: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from ._helpers import (
     scalar_state,
     step_up,
     to_scalar,
+    torch_flags,
     update_moments,
     zeros_state,
 )
@@ -103,6 +104,8 @@ class Adam(Optimizer):
         weight_decay: weight decay (default 0).
         amsgrad: use the maximum of past squared-gradient averages (default False).
         maximize: maximize the objective.
+        foreach, fused, capturable, differentiable: PyTorch's implementation switches, accepted as
+            there; they select no other arithmetic here (``axonml.optim._helpers.torch_flags``).
         decoupled_weight_decay: decay the weights directly (AdamW) instead of adding to the gradient.
 
     State per parameter: ``step`` (0-d float tensor), ``exp_avg``, ``exp_avg_sq``, and ``max_exp_avg_sq`` with amsgrad.
@@ -118,10 +121,16 @@ class Adam(Optimizer):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
         super().__init__(params, adam_defaults(lr, betas, eps, weight_decay, amsgrad=amsgrad, maximize=maximize,
-                                               decoupled_weight_decay=decoupled_weight_decay))
+                                               decoupled_weight_decay=decoupled_weight_decay,
+                                               **torch_flags(foreach=foreach, capturable=capturable,
+                                                             differentiable=differentiable, fused=fused)))
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the model and returns the loss."""
@@ -176,9 +185,14 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
-            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, decoupled_weight_decay=True
+            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, decoupled_weight_decay=True,
+            foreach=foreach, capturable=capturable, differentiable=differentiable, fused=fused,
         )
 
     def _fill_group(self, group: dict[str, Any]) -> None:
@@ -201,6 +215,8 @@ class Adamax(Optimizer):
         eps: added to ``|g|`` (default 1e-8).
         weight_decay: L2 penalty (default 0).
         maximize: maximize the objective.
+        foreach, fused, capturable, differentiable: PyTorch's implementation switches, accepted as
+            there; they select no other arithmetic here (``axonml.optim._helpers.torch_flags``).
 
     State per parameter: ``step``, ``exp_avg``, ``exp_inf``.
     """
@@ -212,10 +228,14 @@ class Adamax(Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0,
+        foreach: bool | None = None,
         *,
         maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
     ) -> None:
-        super().__init__(params, adam_defaults(lr, betas, eps, weight_decay, maximize=maximize))
+        super().__init__(params, adam_defaults(lr, betas, eps, weight_decay, maximize=maximize, **torch_flags(
+            foreach=foreach, capturable=capturable, differentiable=differentiable)))
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the model and returns the loss."""

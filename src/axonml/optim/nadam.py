@@ -21,6 +21,7 @@ from ._helpers import (
     run_arrays,
     scalar_state,
     to_scalar,
+    torch_flags,
     update_moments,
 )
 from .optimizer import Optimizer
@@ -105,6 +106,8 @@ class NAdam(Optimizer):
         momentum_decay: the momentum schedule's decay ``psi`` (default 4e-3).
         decoupled_weight_decay: decay the weights directly (NAdamW) instead of adding to the gradient.
         maximize: maximize the objective.
+        foreach, fused, capturable, differentiable: PyTorch's implementation switches, accepted as
+            there; they select no other arithmetic here (``axonml.optim._helpers.torch_flags``).
 
     State per parameter: ``step``, ``mu_product`` (0-d tensors), ``exp_avg``, ``exp_avg_sq``.
     """
@@ -120,9 +123,13 @@ class NAdam(Optimizer):
         decoupled_weight_decay: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
     ) -> None:
         defaults = adam_defaults(lr, betas, eps, weight_decay, momentum_decay=momentum_decay,
-                                 decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+                                 decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                                 **torch_flags(foreach=foreach, capturable=capturable, differentiable=differentiable))
         check_range("momentum_decay value", momentum_decay)
         super().__init__(params, defaults)
 
@@ -184,6 +191,8 @@ class RAdam(Optimizer):
         weight_decay: weight decay (default 0).
         decoupled_weight_decay: decay the weights directly instead of adding to the gradient.
         maximize: maximize the objective.
+        foreach, fused, capturable, differentiable: PyTorch's implementation switches, accepted as
+            there; they select no other arithmetic here (``axonml.optim._helpers.torch_flags``).
 
     State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq``.
     """
@@ -198,9 +207,14 @@ class RAdam(Optimizer):
         decoupled_weight_decay: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
     ) -> None:
         super().__init__(params, adam_defaults(lr, betas, eps, weight_decay,
-                                               decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
+                                               decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                                               **torch_flags(foreach=foreach, capturable=capturable,
+                                                             differentiable=differentiable)))
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step; ``closure`` (optional) re-evaluates the model and returns the loss."""

@@ -21,6 +21,7 @@ from ._helpers import (
     scalar_state,
     step_up,
     to_scalar,
+    torch_flags,
     zeros_state,
 )
 from .optimizer import Optimizer
@@ -148,6 +149,8 @@ class RMSprop(Optimizer):
         momentum: momentum factor (default 0).
         centered: normalize by an estimate of the gradient's variance.
         maximize: maximize the objective.
+        foreach, fused, capturable, differentiable: PyTorch's implementation switches, accepted as
+            there; they select no other arithmetic here (``axonml.optim._helpers.torch_flags``).
 
     State per parameter: ``step``, ``square_avg``, ``momentum_buffer`` (momentum > 0), ``grad_avg`` (centered).
     """
@@ -161,8 +164,10 @@ class RMSprop(Optimizer):
         weight_decay: float = 0,
         momentum: float = 0,
         centered: bool = False,
-        *,
+        capturable: bool = False,
+        foreach: bool | None = None,
         maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
         check_lr(lr)
         check_range("epsilon value", eps)
@@ -172,6 +177,7 @@ class RMSprop(Optimizer):
         defaults = {
             "lr": lr, "momentum": momentum, "alpha": alpha, "eps": eps, "centered": centered,
             "weight_decay": weight_decay, "maximize": maximize,
+            **torch_flags(capturable=capturable, foreach=foreach, differentiable=differentiable),
         }
         super().__init__(params, defaults)
 
@@ -225,6 +231,8 @@ class Adagrad(Optimizer):
         initial_accumulator_value: the starting value of the sum of squares (default 0).
         eps: added to the denominator (default 1e-10).
         maximize: maximize the objective.
+        foreach, fused, capturable, differentiable: PyTorch's implementation switches, accepted as
+            there; they select no other arithmetic here (``axonml.optim._helpers.torch_flags``).
 
     State per parameter (created at construction, as PyTorch): ``step``, ``sum``.
     """
@@ -237,8 +245,11 @@ class Adagrad(Optimizer):
         weight_decay: float = 0,
         initial_accumulator_value: float = 0,
         eps: float = 1e-10,
+        foreach: bool | None = None,
         *,
         maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         check_lr(lr)
         check_range("lr_decay value", lr_decay)
@@ -248,6 +259,7 @@ class Adagrad(Optimizer):
         defaults = {
             "lr": lr, "lr_decay": lr_decay, "eps": eps, "weight_decay": weight_decay,
             "initial_accumulator_value": initial_accumulator_value, "maximize": maximize,
+            **torch_flags(foreach=foreach, differentiable=differentiable, fused=fused),
         }
         super().__init__(params, defaults)
         for group in self.param_groups:
@@ -297,6 +309,8 @@ class Adadelta(Optimizer):
         eps: added inside the square roots (default 1e-6).
         weight_decay: L2 penalty (default 0).
         maximize: maximize the objective.
+        foreach, fused, capturable, differentiable: PyTorch's implementation switches, accepted as
+            there; they select no other arithmetic here (``axonml.optim._helpers.torch_flags``).
 
     State per parameter: ``step``, ``square_avg``, ``acc_delta``.
     """
@@ -308,14 +322,18 @@ class Adadelta(Optimizer):
         rho: float = 0.9,
         eps: float = 1e-6,
         weight_decay: float = 0,
+        foreach: bool | None = None,
         *,
+        capturable: bool = False,
         maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
         check_lr(lr)
         check_range("rho value", rho, 0.0, 1.0)
         check_range("epsilon value", eps)
         check_range("weight_decay value", weight_decay)
-        defaults = {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay, "maximize": maximize}
+        defaults = {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay, "maximize": maximize,
+                    **torch_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)}
         super().__init__(params, defaults)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

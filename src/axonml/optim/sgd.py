@@ -11,7 +11,16 @@ from ..backend.fused_multi import MultiKernel
 from ..backend.graphs import current_capture
 from ..core.tensor import Tensor
 from ._captured import DeviceScalars, reading
-from ._helpers import bump_version, check_lr, check_range, grad_cpu, grad_src, run_arrays, to_scalar
+from ._helpers import (
+    bump_version,
+    check_lr,
+    check_range,
+    grad_cpu,
+    grad_src,
+    run_arrays,
+    to_scalar,
+    torch_flags,
+)
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -57,9 +66,6 @@ def _sgd_kernel(has_wd: bool, maximize: bool, momentum: bool, first: bool, damp:
     return elementwise(name, "T g, T wd, T mom, T omd, T nlr", "T p, T buf" if momentum else "T p", " ".join(body))
 
 
-ONE_LAUNCH = True  # CUDA parameters of a group update in one launch (tests compare with one launch each)
-
-
 @functools.cache
 def _sgd_multi(has_wd: bool, maximize: bool, momentum: bool, damp: bool, nesterov: bool) -> MultiKernel:
     """:func:`_sgd_kernel`'s body (after the first step) over all parameters of a group in one launch."""
@@ -79,7 +85,8 @@ class SGD(Optimizer):
         p = p - lr * g
 
     On CUDA (float32/float64) the update of all parameters is one fused kernel launch per device and dtype
-    (one per parameter on the first step, which fills the momentum buffers, and inside a CUDA graph capture).
+    (one per parameter on the first step, which fills the momentum buffers, inside a CUDA graph capture, and with
+    ``foreach=False``).
 
     Args:
         params: parameters or parameter groups to optimize.
@@ -89,6 +96,8 @@ class SGD(Optimizer):
         weight_decay: L2 penalty (default 0).
         nesterov: use Nesterov momentum (needs momentum > 0 and dampening 0).
         maximize: maximize the objective instead of minimizing it.
+        foreach, fused, capturable, differentiable: PyTorch's implementation switches, accepted as
+            there; they select no other arithmetic here (``axonml.optim._helpers.torch_flags``).
 
     State per parameter: ``momentum_buffer`` (only when momentum != 0).
     """
@@ -105,6 +114,9 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         check_lr(lr)
         check_range("momentum value", momentum)
@@ -114,6 +126,7 @@ class SGD(Optimizer):
         defaults = {
             "lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
             "nesterov": nesterov, "maximize": maximize,
+            **torch_flags(foreach=foreach, differentiable=differentiable, fused=fused),
         }
         super().__init__(params, defaults)
 
@@ -127,7 +140,8 @@ class SGD(Optimizer):
             wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
             # CUDA updates after the first step, by (device, dtype): one launch each (none while capturing)
             capturing = current_capture() is not None
-            batches: dict[tuple[Any, Any], list[tuple[Any, ...]]] | None = None if capturing or not ONE_LAUNCH else {}
+            one_launch = group.get("foreach") is not False and not capturing  # foreach=False: one per parameter
+            batches: dict[tuple[Any, Any], list[tuple[Any, ...]]] | None = {} if one_launch else None
             hps = DeviceScalars(lambda grp: (-to_scalar(grp["lr"]),)) if capturing else None
             for p, dev, x, g in self._with_grads(group):
                 buf, first = None, False
