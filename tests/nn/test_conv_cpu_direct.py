@@ -193,17 +193,17 @@ def test_without_numba_the_numpy_paths_run(monkeypatch):
 @needs_numba
 def test_kept_packed_input_serves_the_weight_gradient_only_when_sound(forced, monkeypatch):
     """A forward keeps its packed input for the weight gradient: not without a graph, not under create_graph."""
-    monkeypatch.setattr(_conv_cpu_direct._KEPT, "packs", [], raising=False)
+    _conv_cpu_direct.PACKS.entries.clear()
     rng = np.random.default_rng(7)
     x = ax.tensor(rng.standard_normal((2, 3, 8, 8)))
     w = ax.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
     with ax.no_grad():
         conv2d(x, w)
-    assert _conv_cpu_direct._KEPT.packs == []
-    real, hits = _conv_cpu_direct._kept, []
-    monkeypatch.setattr(_conv_cpu_direct, "_kept", lambda a, key: hits.append(real(a, key)) or hits[-1])
+    assert _conv_cpu_direct.PACKS.entries == []
+    real, hits = _conv_cpu_direct.PACKS.get, []
+    monkeypatch.setattr(_conv_cpu_direct.PACKS, "get", lambda key, a: hits.append(real(key, a)) or hits[-1])
     y = conv2d(x, w, padding=1)
-    assert len(_conv_cpu_direct._KEPT.packs) == 1
+    assert len(_conv_cpu_direct.PACKS.entries) == 1
     (gw,) = ax.autograd.grad((y * y).sum(), [w], create_graph=True)
     (gw2,) = ax.autograd.grad((conv2d(x, w, padding=1) ** 2).sum(), [w])
     np.testing.assert_allclose(gw.detach().numpy(), gw2.numpy(), rtol=1e-12)

@@ -220,22 +220,22 @@ def test_numba_is_not_imported_by_import_axonml():
 def test_forward_columns_are_kept_for_the_weight_gradient_only_when_sound(monkeypatch):
     """A small layer's forward columns serve its weight gradient; not without a graph, nor under create_graph."""
     monkeypatch.setattr(conv_prims, "_grid_pays", lambda ratio, cog: False)
-    monkeypatch.setattr(_conv_cpu._KEPT, "cols", [], raising=False)
+    _conv_cpu.COLUMNS.entries.clear()
     rng = np.random.default_rng(7)
     x = ax.tensor(rng.standard_normal((2, 3, 8, 8)))
     w = ax.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
     with ax.no_grad():
         conv2d(x, w)
-    assert _conv_cpu._KEPT.cols == []  # no graph: nothing kept
-    real, hits = _conv_cpu.kept_cols, []
-    monkeypatch.setattr(_conv_cpu, "kept_cols", lambda plan, a: hits.append(real(plan, a)) or hits[-1])
+    assert _conv_cpu.COLUMNS.entries == []  # no graph: nothing kept
+    real, hits = _conv_cpu.COLUMNS.get, []
+    monkeypatch.setattr(_conv_cpu.COLUMNS, "get", lambda plan, a: hits.append(real(plan, a)) or hits[-1])
     y = conv2d(x, w, padding=1)
-    assert len(_conv_cpu._KEPT.cols) == 1
+    assert len(_conv_cpu.COLUMNS.entries) == 1
     (gw,) = ax.autograd.grad((y * y).sum(), [w], create_graph=True)  # create_graph: recomputed, not reused
     (gw2,) = ax.autograd.grad((conv2d(x, w, padding=1) ** 2).sum(), [w])
     np.testing.assert_allclose(gw.detach().numpy(), gw2.numpy(), rtol=1e-12)
     assert [h is not None for h in hits] == [False, True]  # create_graph: recomputed; first order: reused
-    monkeypatch.setattr(_conv_cpu, "_KEEP_MAX_BYTES", 0)
+    monkeypatch.setattr(_conv_cpu.COLUMNS, "max_bytes", 0)
     (gw3,) = ax.autograd.grad((conv2d(x, w, padding=1) ** 2).sum(), [w])
     np.testing.assert_allclose(gw3.numpy(), gw2.numpy(), rtol=1e-12)
 

@@ -70,49 +70,57 @@ def scratch(xp: Any, slot: str, shape: tuple[int, ...], dtype: Any) -> Any:
     return buf[:n].reshape(shape)
 
 
-# ----- im2col columns kept from a forward for its weight gradient --------------------------------
-# A training step makes each layer's columns twice: in the forward and again for the weight
-# gradient. Small ones (LeNet's 4-6 MB) are kept from the first: ~0.9 ms of LeNet's ~10 ms step.
-_KEPT = threading.local()
-_KEEP_MAX_BYTES = 1 << 24
+# ----- arrays a forward derives from its input, kept for its weight gradient -------------------------
+class Kept:
+    """Arrays a forward derived from its input ``x`` (im2col columns, a packed copy), kept for the same layer's
+    weight gradient, which would derive them again: small ones (under ``max_bytes`` together), of the last
+    few layers, while a graph is recorded. LeNet's columns: ~0.9 ms of a ~10 ms step.
 
-
-def keep_buffer(plan: Any, n: int, dtype: Any) -> Any:
-    """Room for ``n`` columns of ``plan`` that may be kept: the buffer of its last kept columns, or a new one.
-
-    Reused because a fresh buffer's page faults cost more here than the columns save.
+    Sound because a backward only reaches a weight gradient with a saved input that autograd has checked
+    against in-place changes since its forward, or with a gradient made moments before; and only a
+    first-order backward (``arrays_only``) reads them.
     """
-    kept = _KEPT.__dict__.setdefault("cols", [])
-    for i, (p, _, col) in enumerate(kept):
-        if p is plan and col.size == n and col.dtype == dtype:
-            del kept[i]
-            return col.reshape(-1)
-    return np.empty(n, dtype)
 
+    def __init__(self, max_bytes: int = 1 << 24) -> None:
+        self.max_bytes = max_bytes
+        self._local = threading.local()
 
-def keep_cols(plan: Any, x: Any, col: Any) -> None:
-    """Remember ``col``, made from array ``x`` by ``plan``, while a graph is recorded (a backward may follow)."""
-    if not GRAD_ENABLED.get() or col.nbytes > _KEEP_MAX_BYTES:
-        return
-    kept = _KEPT.__dict__.setdefault("cols", [])
-    kept[:] = [e for e in kept if e[0] is not plan or e[1] is not x][-3:]  # the last few layers
-    while kept and sum(e[2].nbytes for e in kept) + col.nbytes > _KEEP_MAX_BYTES:
-        kept.pop(0)
-    kept.append((plan, x, col))
+    @property
+    def entries(self) -> list[tuple[Any, Any, Any]]:
+        """This thread's (key, x, array) triples, oldest first."""
+        return self._local.__dict__.setdefault("entries", [])  # type: ignore[no-any-return]
 
+    def put(self, key: Any, x: Any, arr: Any) -> None:
+        """Remember ``arr``, made from array ``x`` as ``key`` says, while a graph is recorded."""
+        if not GRAD_ENABLED.get() or arr.nbytes > self.max_bytes:
+            return
+        kept = self.entries
+        kept[:] = [e for e in kept if e[0] != key or e[1] is not x][-3:]  # the last few layers
+        while kept and sum(e[2].nbytes for e in kept) + arr.nbytes > self.max_bytes:
+            kept.pop(0)
+        kept.append((key, x, arr))
 
-def kept_cols(plan: Any, x: Any) -> Any:
-    """The columns ``keep_cols`` remembered for (plan, x), in a first-order backward; else None.
-
-    Sound because a backward only reaches a weight gradient with a saved input that autograd has
-    checked against in-place changes since its forward, or with a gradient made moments before.
-    """
-    if not arrays_only():
+    def get(self, key: Any, x: Any) -> Any:
+        """The array ``put`` remembered for (key, x), in a first-order backward; else None."""
+        if not arrays_only():
+            return None
+        for k, a, arr in self.entries:
+            if k == key and a is x:
+                return arr
         return None
-    for p, a, col in getattr(_KEPT, "cols", ()):
-        if p is plan and a is x:
-            return col
-    return None
+
+    def buffer(self, key: Any, n: int, dtype: Any) -> Any:
+        """Flat room for ``n`` elements that may be kept as ``key``: the array last kept as ``key`` (a fresh
+        buffer's page faults cost more here than the kept array saves), or a new one."""
+        kept = self.entries
+        for i, (k, _, arr) in enumerate(kept):
+            if k == key and arr.size == n and arr.dtype == dtype:
+                del kept[i]
+                return arr.reshape(-1)
+        return np.empty(n, dtype)
+
+
+COLUMNS = Kept()  # im2col columns, keyed by their ``_Plan``
 
 
 _SMALL = threading.local()  # set inside a small convolution: nothing in it is split

@@ -18,14 +18,12 @@ LeNet-5's training step (batch 64, 2 threads): 9.3-9.8 ms -> 5.2-6.1 (PyTorch 4.
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any
 
 import numpy as np
 
-from ...core.function import arrays_only
 from ...core.grad_mode import GRAD_ENABLED
-from ._conv_cpu import scratch, split
+from ._conv_cpu import Kept, scratch, split
 from ._conv_cpu_direct_jit import kernels
 
 Ints = tuple[int, ...]
@@ -90,32 +88,8 @@ def _padded(x: Any, kernel: Ints, stride: Ints, dilation: Ints, pad_lo: Ints, ou
                  for p, n, o, s, d, k in zip(pad_lo, x.shape[2:], out, stride, dilation, kernel))
 
 
-# ----- a forward's packed input, kept for its weight gradient --------------------------------------
-# Packing costs a pass over the input; a training step packs each layer's input in the forward and
-# again for the weight gradient. As ``_conv_cpu.keep_cols``: kept while a graph is recorded, used in
-# a first-order backward (``arrays_only``), for the same array object (a saved input, whose in-place
-# changes autograd checks), the last few layers only.
-_KEPT = threading.local()
-_KEEP_MAX_BYTES = 1 << 24
-
-
-def _keep(x: Any, key: Any, xt: Any) -> None:
-    if xt.nbytes > _KEEP_MAX_BYTES:
-        return
-    kept = _KEPT.__dict__.setdefault("packs", [])
-    kept[:] = [e for e in kept if e[0] is not x][-3:]
-    while kept and sum(e[2].nbytes for e in kept) + xt.nbytes > _KEEP_MAX_BYTES:
-        kept.pop(0)
-    kept.append((x, key, xt))
-
-
-def _kept(x: Any, key: Any) -> Any:
-    if not arrays_only():
-        return None
-    for a, k, xt in getattr(_KEPT, "packs", ()):
-        if a is x and k == key:
-            return xt
-    return None
+# A forward's packed input, kept for the weight gradient (which would pack it again), as the columns are.
+PACKS = Kept()
 
 
 def forward(jit: Any, x: Any, w: Any, b: Any, stride: Ints, dilation: Ints, pad_lo: Ints, out: Ints,
@@ -128,7 +102,7 @@ def forward(jit: Any, x: Any, w: Any, b: Any, stride: Ints, dilation: Ints, pad_
     keep = keep and GRAD_ENABLED.get()
     xt = _pack(jit, x, pad_lo, padded, "" if keep else "direct_in")
     if keep:
-        _keep(x, (pad_lo, padded), xt)
+        PACKS.put((pad_lo, padded), x, xt)
     wf = np.ascontiguousarray(w).reshape(co, -1)
     bias = np.zeros(co, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     y = np.empty((nb, co, *out), x.dtype)
@@ -156,7 +130,7 @@ def weight(jit: Any, x: Any, g: Any, stride: Ints, dilation: Ints, pad_lo: Ints,
     c = x.shape[1]
     co, oh, ow = g.shape[1:]
     padded = _padded(x, kernel, stride, dilation, pad_lo, (oh, ow))
-    xt = _kept(x, (pad_lo, padded))
+    xt = PACKS.get((pad_lo, padded), x)
     if xt is None:
         xt = _pack(jit, x, pad_lo, padded)
     gt = _pack(jit, g, (0, 0), (oh, ow), "direct_g")

@@ -134,7 +134,7 @@ class _Plan:
         if self.fused:
             return _conv_cuda.im2col(xp, x, self.K, self.O, g.stride, g.dilation, self.lo)
         if xp is np and not keep:
-            kept = _cpu.kept_cols(self, x)
+            kept = _cpu.COLUMNS.get(self, x)
             if kept is not None:
                 return kept
         col, keep = self._col_buffer(xp, x.dtype, C, keep)
@@ -166,14 +166,14 @@ class _Plan:
         """Flat room for the columns, and whether they will be kept: a fresh buffer for small ones on the CPU
         (``keep``), else the scratch buffer."""
         n = channels * self.nk * self.M
-        if keep and xp is np and n * np.dtype(dtype).itemsize <= _cpu._KEEP_MAX_BYTES:
-            return _cpu.keep_buffer(self, n, np.dtype(dtype)), True
+        if keep and xp is np and n * np.dtype(dtype).itemsize <= _cpu.COLUMNS.max_bytes:
+            return _cpu.COLUMNS.buffer(self, n, np.dtype(dtype)), True
         return _cpu.scratch(xp, "col", (n,), dtype), False
 
     def _done(self, xp: Any, x: Any, col: Any, keep: bool) -> Any:
         col = col.reshape(x.shape[1] * self.nk, self.M)
         if keep:
-            _cpu.keep_cols(self, x, col)
+            _cpu.COLUMNS.put(self, x, col)
         return col
 
     def gmat(self, xp: Any, g: Any) -> Any:
