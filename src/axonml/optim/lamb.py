@@ -182,7 +182,8 @@ class LAMB(Optimizer):
 
 
 def _lion_lr_numbers(group: dict[str, Any]) -> tuple[float, float]:
-    """Lion's numbers that follow ``lr``: the decay factor and ``-lr`` (as its eager step computes them)."""
+    """Lion's numbers that follow ``lr``: the decay factor (1 without weight decay) and ``-lr``; computed here
+    for the eager step and, before every replay, for a captured one."""
     lr, wd = to_scalar(group["lr"]), group["weight_decay"]
     return (1 - lr * wd if wd != 0 else 1.0), -lr
 
@@ -230,10 +231,9 @@ class Lion(Optimizer):
         loss = self._eval_closure(closure)
         scratch = self._scratch
         for group in self.param_groups:
-            lr = to_scalar(group["lr"])
             beta1, beta2 = group["betas"]
             wd, maximize = group["weight_decay"], group["maximize"]
-            dec = 1 - lr * wd if wd != 0 else None
+            dec, nlr = _lion_lr_numbers(group)
             small, w2 = lerp_scalar(1 - beta2)
             capturing = current_capture() is not None
             hps = DeviceScalars(_lion_lr_numbers) if capturing else None
@@ -244,14 +244,15 @@ class Lion(Optimizer):
                 m = state["exp_avg"]._data
                 if fusable(dev, x, g, m):
                     T = x.dtype.type
-                    k = _lion_kernel(maximize, dec is not None, small)
+                    k = _lion_kernel(maximize, wd != 0, small)
                     if hps is None:
-                        k(g, T(1 - beta1), T(1 if dec is None else dec), T(-lr), T(w2), x, m)
+                        k(g, T(1 - beta1), T(dec), T(nlr), T(w2), x, m)
                     else:  # a CUDA graph reads lr from the device: a scheduler may change it between replays
                         reading(k, ("dec", "nlr"))(g, T(1 - beta1), T(w2), hps.get(group, dev, x.dtype), x, m)
                 else:
                     if capturing:
                         self._host_lr_captured = True
-                    run_arrays(_lion_arrays, scratch, dev, (x, g, m), 2, maximize, beta1, beta2, dec, -lr)
+                    run_arrays(_lion_arrays, scratch, dev, (x, g, m), 2, maximize, beta1, beta2,
+                               dec if wd != 0 else None, nlr)
                 bump_version(p)
         return loss

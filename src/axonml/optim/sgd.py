@@ -66,6 +66,11 @@ def _sgd_kernel(has_wd: bool, maximize: bool, momentum: bool, first: bool, damp:
     return elementwise(name, "T g, T wd, T mom, T omd, T nlr", "T p, T buf" if momentum else "T p", " ".join(body))
 
 
+def _sgd_lr_numbers(group: dict[str, Any]) -> tuple[float]:
+    """SGD's number that follows ``lr``: ``-lr``; for the eager step and, before every replay, a captured one."""
+    return (-to_scalar(group["lr"]),)
+
+
 @functools.cache
 def _sgd_multi(has_wd: bool, maximize: bool, momentum: bool, damp: bool, nesterov: bool) -> MultiKernel:
     """:func:`_sgd_kernel`'s body (after the first step) over all parameters of a group in one launch."""
@@ -135,14 +140,14 @@ class SGD(Optimizer):
         loss = self._eval_closure(closure)
         scratch = self._scratch
         for group in self.param_groups:
-            nlr = -to_scalar(group["lr"])
+            (nlr,) = _sgd_lr_numbers(group)
             momentum, dampening = group["momentum"], group["dampening"]
             wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
             # CUDA updates after the first step, by (device, dtype): one launch each (none while capturing)
             capturing = current_capture() is not None
             one_launch = group.get("foreach") is not False and not capturing  # foreach=False: one per parameter
             batches: dict[tuple[Any, Any], list[tuple[Any, ...]]] | None = {} if one_launch else None
-            hps = DeviceScalars(lambda grp: (-to_scalar(grp["lr"]),)) if capturing else None
+            hps = DeviceScalars(_sgd_lr_numbers) if capturing else None
             for p, dev, x, g in self._with_grads(group):
                 buf, first = None, False
                 if momentum != 0:
