@@ -16,7 +16,9 @@ except ImportError:  # the comparisons skip
     torch = None
     tdata = None
 
-needs_torch = [pytest.mark.torch, pytest.mark.skipif(torch is None, reason="PyTorch is not installed")]
+def needs_torch(fn: Any) -> Any:
+    """Mark a test that compares with PyTorch: it skips when PyTorch is not installed."""
+    return pytest.mark.torch(pytest.mark.skipif(torch is None, reason="PyTorch is not installed")(fn))
 
 
 def np_of(x: Any) -> Any:

@@ -50,15 +50,15 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("mark", needs_torch)
-def test_default_collate_like_torch(case, mark):
+@needs_torch
+def test_default_collate_like_torch(case):
     ours = default_collate(CASES[case](ax.tensor))
     theirs = tdata.default_collate(CASES[case](torch.tensor))
     assert structure(ours) == structure(theirs)
 
 
-@pytest.mark.parametrize("mark", needs_torch)
-def test_default_collate_defaultdict_like_torch(mark):
+@needs_torch
+def test_default_collate_defaultdict_like_torch():
     def make():
         d = collections.defaultdict(list)
         d["k"] = 1
@@ -82,8 +82,8 @@ CONVERT = {
 
 
 @pytest.mark.parametrize("case", sorted(CONVERT))
-@pytest.mark.parametrize("mark", needs_torch)
-def test_default_convert_like_torch(case, mark):
+@needs_torch
+def test_default_convert_like_torch(case):
     assert structure(default_convert(CONVERT[case]())) == structure(tdata.default_convert(CONVERT[case]()))
 
 

@@ -145,16 +145,16 @@ def test_random_split_errors():
 
 @pytest.mark.parametrize("n, fracs", [(10, [0.3, 0.3, 0.4]), (30, [0.3, 0.3, 0.4]), (11, [0.5, 0.5]),
                                       (7, [0.1, 0.2, 0.7]), (101, [0.25, 0.25, 0.25, 0.25]), (5, [1.0])])
-@pytest.mark.parametrize("mark", needs_torch)
-def test_random_split_fractions_like_torch(n, fracs, mark):
+@needs_torch
+def test_random_split_fractions_like_torch(n, fracs):
     ours = random_split(Squares(n), fracs, generator=ax.Generator().manual_seed(0))
     theirs = tdata.random_split(range(n), fracs, generator=torch.Generator().manual_seed(0))
     assert [len(s) for s in ours] == [len(s) for s in theirs]
     assert sorted(i for s in ours for i in s.indices) == list(range(n))
 
 
-@pytest.mark.parametrize("mark", needs_torch)
-def test_tensor_and_concat_datasets_like_torch(mark):
+@needs_torch
+def test_tensor_and_concat_datasets_like_torch():
     x = np.arange(24, dtype=np.float32).reshape(6, 4)
     ours = TensorDataset(ax.tensor(x), ax.tensor(np.arange(6)))
     theirs = tdata.TensorDataset(torch.tensor(x), torch.arange(6))

@@ -181,8 +181,8 @@ BAD = [
 
 
 @pytest.mark.parametrize("kwargs", BAD, ids=[str(k) for k in BAD])
-@pytest.mark.parametrize("mark", needs_torch)
-def test_invalid_options_like_torch(kwargs, mark):
+@needs_torch
+def test_invalid_options_like_torch(kwargs):
     x, y = tensors()
     with pytest.raises(ValueError) as ours:
         DataLoader(TensorDataset(x, y), **kwargs)
@@ -205,8 +205,8 @@ def test_prefetch_factor_and_context_checks():
 
 
 @pytest.mark.parametrize("batch_size, drop_last", [(1, False), (3, False), (3, True), (None, False), (7, True)])
-@pytest.mark.parametrize("mark", needs_torch)
-def test_batches_like_torch(batch_size, drop_last, mark):
+@needs_torch
+def test_batches_like_torch(batch_size, drop_last):
     ours = list(DataLoader(Dicts(), batch_size=batch_size, drop_last=drop_last))
     theirs = list(tdata.DataLoader(Dicts(), batch_size=batch_size, drop_last=drop_last))
     assert [structure(b) for b in ours] == [structure(b) for b in theirs]
@@ -214,8 +214,8 @@ def test_batches_like_torch(batch_size, drop_last, mark):
         tdata.DataLoader(Dicts(), batch_size=batch_size, drop_last=drop_last))
 
 
-@pytest.mark.parametrize("mark", needs_torch)
-def test_tensor_dataset_batches_like_torch(mark):
+@needs_torch
+def test_tensor_dataset_batches_like_torch():
     x = np.random.default_rng(0).standard_normal((11, 3, 2)).astype(np.float32)
     y = np.arange(11)
     ours = DataLoader(TensorDataset(ax.tensor(x), ax.tensor(y)), batch_size=4)
@@ -223,8 +223,8 @@ def test_tensor_dataset_batches_like_torch(mark):
     assert [structure(b) for b in ours] == [structure(b) for b in theirs]
 
 
-@pytest.mark.parametrize("mark", needs_torch)
-def test_iterable_lengths_like_torch(mark):
+@needs_torch
+def test_iterable_lengths_like_torch():
     for bs, drop in [(4, False), (4, True), (None, False), (10, False), (11, True)]:
         assert len(DataLoader(Range(10), batch_size=bs, drop_last=drop)) == len(
             tdata.DataLoader(Range(10), batch_size=bs, drop_last=drop))

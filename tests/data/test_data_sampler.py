@@ -166,8 +166,8 @@ def test_distributed_sampler_env_and_errors(monkeypatch):
 @pytest.mark.parametrize("n, replicas", [(10, 3), (9, 3), (2, 4), (5, 2), (100, 7)])
 @pytest.mark.parametrize("drop_last", [False, True])
 @pytest.mark.parametrize("shuffle", [False, True])
-@pytest.mark.parametrize("mark", needs_torch)
-def test_distributed_sampler_like_torch(n, replicas, drop_last, shuffle, mark):
+@needs_torch
+def test_distributed_sampler_like_torch(n, replicas, drop_last, shuffle):
     for r in range(replicas):
         ours = DistributedSampler(range(n), num_replicas=replicas, rank=r, shuffle=shuffle, drop_last=drop_last)
         theirs = tdata.DistributedSampler(range(n), num_replicas=replicas, rank=r, shuffle=shuffle,
@@ -179,8 +179,8 @@ def test_distributed_sampler_like_torch(n, replicas, drop_last, shuffle, mark):
             assert len(list(ours)) == len(list(theirs))
 
 
-@pytest.mark.parametrize("mark", needs_torch)
-def test_sampler_lengths_like_torch(mark):
+@needs_torch
+def test_sampler_lengths_like_torch():
     data = range(13)
     pairs = [
         (SequentialSampler(data), tdata.SequentialSampler(data)),

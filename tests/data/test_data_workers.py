@@ -286,8 +286,8 @@ def test_iterable_dataset_sharding():
 
 
 @pytest.mark.parametrize("n, bs, uneven", [(10, 2, False), (9, 3, True), (7, None, False), (13, 4, True)])
-@pytest.mark.parametrize("mark", needs_torch)
-def test_iterable_order_like_torch(n, bs, uneven, mark):
+@needs_torch
+def test_iterable_order_like_torch(n, bs, uneven):
     ours = [np.asarray(b.tolist() if isinstance(b, ax.Tensor) else b).tolist()
             for b in DataLoader(Shards(n, uneven=uneven), batch_size=bs, num_workers=2)]
     class TorchShards(Shards, tdata.IterableDataset):
