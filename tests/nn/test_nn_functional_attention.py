@@ -172,6 +172,9 @@ MHA_CASES = [
     {"self_attn": True, "add_bias_kv": True, "add_zero_attn": True, "mask": "float3d", "need_weights": False},
     {"unbatched": True, "mask": "bool"},
     {"kpm": "bool", "mask": "float", "need_weights": False},
+    {"self_attn": True},  # the packed projection (one GEMM for q, k and v)
+    {"self_attn": True, "bias": False, "kpm": "bool", "mask": "float", "need_weights": False},
+    {"self_attn": True, "unbatched": True, "mask": "bool"},
 ]
 
 

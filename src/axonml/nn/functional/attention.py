@@ -11,12 +11,13 @@ import math
 from typing import Any
 
 from ...backend import CPU
-from ...core.autocast import autocast_op
+from ...core.autocast import AUTOCAST, autocast_op
 from ...core.methods import cat
 from ...core.random import Generator
 from ...core.tensor import Tensor
 from ...errors import DTypeError, ShapeError
 from ..prims.attention import AttentionProbs
+from ..prims.qkv import PackedQKV
 from .activation import dropout
 from .linear import linear
 
@@ -161,6 +162,28 @@ def _in_projection(query: Tensor, key: Tensor, value: Tensor, w: Tensor, b: Tens
     return _linear_seq(query, w[:e], bq), _linear_seq(key, w[e:2 * e], bk), _linear_seq(value, w[2 * e:], bv)
 
 
+def each_once(fn: Any, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``fn`` of query, key and value, called once for arguments that are one tensor: self-attention's
+    ``(x, x, x)`` stays one tensor, which ``multi_head_attention_forward`` projects with one GEMM."""
+    q = fn(query)
+    k = q if key is query else fn(key)
+    v = k if value is key else q if value is query else fn(value)
+    return q, k, v
+
+
+def _packed_self_attention(query: Tensor, key: Tensor, value: Tensor, w: Tensor | None, b: Tensor | None,
+                           separate: bool, bias_k: Tensor | None, static_k: Tensor | None,
+                           static_v: Tensor | None) -> bool:
+    """Whether q, k and v come from one GEMM (``PackedQKV``): self-attention with the packed weight, no
+    extra key/value rows, one dtype, outside autocast (whose casts ``linear`` applies) and forward-mode AD."""
+    if separate or w is None or not (query is key is value) or bias_k is not None:
+        return False
+    if static_k is not None or static_v is not None or AUTOCAST.get() is not None:
+        return False
+    same = query.dtype == w.dtype and (b is None or b.dtype == w.dtype)
+    return same and all(t is None or t._tangent is None for t in (query, w, b))
+
+
 def _batch_major(x: Tensor) -> bool:
     """Whether a (L, N, E) CPU tensor is the transposed view of a contiguous (N, L, E) one (batch_first input).
 
@@ -198,7 +221,7 @@ def multi_head_attention_forward(
     op = "multi_head_attention_forward"
     batched = _mha_shapes(query, key, value, key_padding_mask, attn_mask, num_heads)
     if not batched:
-        query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+        query, key, value = each_once(lambda t: t.unsqueeze(1), query, key, value)
         if key_padding_mask is not None:
             key_padding_mask = key_padding_mask.unsqueeze(0)
     tgt_len, bsz, embed_dim = query.shape
@@ -215,7 +238,11 @@ def multi_head_attention_forward(
     if (use_separate_proj_weight and key.shape[:2] != value.shape[:2]) or (
             not use_separate_proj_weight and key.shape != value.shape):
         raise ShapeError(f"{op}: key of shape {tuple(key.shape)} does not match value of shape {tuple(value.shape)}")
-    if not use_separate_proj_weight:
+    packed = _packed_self_attention(query, key, value, in_proj_weight, in_proj_bias, use_separate_proj_weight,
+                                    bias_k, static_k, static_v)
+    if packed:
+        q4, k4, v4 = PackedQKV.apply(query, in_proj_weight, in_proj_bias, num_heads)
+    elif not use_separate_proj_weight:
         if in_proj_weight is None:
             raise ValueError(f"{op}: use_separate_proj_weight=False needs in_proj_weight")
         q, k, v = _in_projection(query, key, value, in_proj_weight, in_proj_bias, embed_dim)
@@ -242,10 +269,10 @@ def multi_head_attention_forward(
         mask, kpm = _pad_last(mask), _pad_last(kpm)
     elif bias_k is not None or bias_v is not None:
         raise ValueError(f"{op}: bias_k and bias_v must be given together")
-    # heads: (L, N, E) -> (N, H, L, hd), views where the layout allows
-    q4 = _split_heads(q, bsz, num_heads, head_dim)
-    k4 = _heads(op, "static_k", static_k, k, bsz, num_heads, head_dim)
-    v4 = _heads(op, "static_v", static_v, v, bsz, num_heads, head_dim)
+    if not packed:  # heads: (L, N, E) -> (N, H, L, hd), views where the layout allows
+        q4 = _split_heads(q, bsz, num_heads, head_dim)
+        k4 = _heads(op, "static_k", static_k, k, bsz, num_heads, head_dim)
+        v4 = _heads(op, "static_v", static_v, v, bsz, num_heads, head_dim)
     if add_zero_attn:
         zeros = _const(k4, k4.device.xp.zeros((bsz, num_heads, 1, head_dim), k4._data.dtype))
         k4, v4 = cat([k4, zeros], 2), cat([v4, zeros], 2)

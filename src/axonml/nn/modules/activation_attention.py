@@ -14,7 +14,7 @@ from ...core.creation import empty
 from ...core.tensor import Tensor
 from ...errors import ShapeError
 from .. import init
-from ..functional.attention import multi_head_attention_forward
+from ..functional.attention import each_once, multi_head_attention_forward
 from ..module import Module
 from ..parameter import Parameter
 from .linear import Linear
@@ -111,7 +111,7 @@ class MultiheadAttention(Module):
                 raise ShapeError(f"MultiheadAttention: key and value must be 3-d like the query, got shapes "
                                  f"{tuple(key.shape)} and {tuple(value.shape)}")
             # (N, L, E) -> (L, N, E): views, no copies
-            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+            query, key, value = each_once(lambda t: t.transpose(0, 1), query, key, value)
         out, weights = multi_head_attention_forward(
             query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
             self.bias_k, self.bias_v, self.add_zero_attn, self.dropout, self.out_proj.weight, self.out_proj.bias,
