@@ -139,3 +139,30 @@ def test_sgd_updates_all_parameters_in_one_launch_with_the_per_parameter_bits(
     assert launches == (4 if kw["momentum"] else 5) and none == 0
     for a, b in zip(fused, plain):
         assert np.array_equal(a, b)
+
+
+def test_sgd_over_more_parameters_than_one_launch_takes() -> None:
+    # the addresses travel in the kernel's 4 KB of parameters: 300 parameters take three launches a step
+    from axonml.backend import fused, fused_multi
+
+    rng = np.random.default_rng(5)
+    init = [rng.standard_normal(int(n)).astype(np.float32) for n in rng.integers(1, 40, 300)]
+    per_launch = fused_multi.capacity(3)  # (g, p, buf)
+    assert per_launch < 300 <= 3 * per_launch
+
+    def train(foreach: bool) -> tuple[list[np.ndarray], int]:
+        ps = [ax.tensor(x, device="cuda", requires_grad=True) for x in init]
+        opt = ax.optim.SGD(ps, lr=0.1, momentum=0.9, foreach=foreach)
+        launches = 0
+        for step in range(3):
+            for i, p in enumerate(ps):
+                p.grad = ax.tensor(np.cos(init[i] * (step + 1)).astype(np.float32), device="cuda")
+            before = fused.Kernel.launches
+            opt.step()
+            launches = fused.Kernel.launches - before
+        return [p.detach().cpu().numpy() for p in ps], launches
+
+    (multi, launches), (plain, per_param) = train(True), train(False)
+    assert launches == 3 and per_param == 300
+    for a, b in zip(multi, plain, strict=True):
+        assert np.array_equal(a, b)

@@ -7,7 +7,7 @@ a backward two (per-channel sums, the input gradient), with the same formulas. T
 per-channel sums run one block per channel: CuPy's generic reductions over axes (0, 2)
 of an (N, C, L) array took 0.2-0.4 ms each on an H100 for a CIFAR ResNet layer.
 Inputs are contiguous (N, C, L) arrays in the compute dtype (float32 or float64);
-per-channel arrays are (C,).
+per-channel arrays are (C,) and contiguous.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from ...backend.fused import elementwise
+import numpy as np
+
+from ...backend.fused import OPTIONS
 
 _THREADS = 256
 
@@ -77,41 +79,69 @@ extern "C" __global__ void axonml_bn_grad_sums(const T* g, const T* x, const T* 
 }
 """
 
-# per-channel arrays broadcast as (1, C, 1)
-_NORMALIZE = elementwise("axonml_bn_normalize", "T x, T m, T r, T w, T b", "T y", "y = (x - m) * r * w + b")
-_GRAD_INPUT = elementwise("axonml_bn_grad_input", "T g, T x, T m, T r, T w, T sg, T sgx, T inv_n", "T dx",
-                          "dx = (g - ((x - m) * r) * (sgx * inv_n) - sg * inv_n) * (r * w)")
+# One thread per element; the channel of element i of a contiguous (N, C, L) array is (i / L) % C.
+# Raw kernels, not CuPy ElementwiseKernels: those broadcast (1, C, 1) per-channel arrays on the host
+# at every call, which cost more CPU time than the launch. Null weight/bias pointers stand for 1 and 0.
+_ELEMENTWISE = """
+extern "C" __global__ void axonml_bn_normalize(const T* x, const T* mean, const T* rstd, const T* w, const T* b,
+                                               T* y, IDX n, int C, int L) {
+    for (IDX i = (IDX)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (IDX)blockDim.x * gridDim.x) {
+        const int c = (int)((i / L) % C);
+        y[i] = (x[i] - mean[c]) * rstd[c] * (w ? w[c] : (T)1) + (b ? b[c] : (T)0);
+    }
+}
+
+extern "C" __global__ void axonml_bn_grad_input(const T* g, const T* x, const T* mean, const T* rstd, const T* w,
+                                                const T* sum_g, const T* sum_gx, T inv_n, T* dx, IDX n, int C, int L) {
+    for (IDX i = (IDX)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (IDX)blockDim.x * gridDim.x) {
+        const int c = (int)((i / L) % C);
+        const T r = rstd[c];
+        dx[i] = (g[i] - ((x[i] - mean[c]) * r) * (sum_gx[c] * inv_n) - sum_g[c] * inv_n) * (r * (w ? w[c] : (T)1));
+    }
+}
+"""
+_MAX_BLOCKS = 4096
 
 
 @functools.cache
-def _reductions(xp: Any, ctype: str) -> Any:
-    """The block-per-channel kernels for element type ``ctype`` (float or double), compiled once."""
-    return xp.RawModule(code=f"typedef {ctype} T;\n" + _REDUCE.replace("THREADS", str(_THREADS)))
+def _function(name: str, ctype: str, idx: str) -> Any:
+    """Kernel ``name`` for element type ``ctype`` and index type ``idx``, compiled once (as the fused kernels:
+    no FMA contraction, so the elementwise formulas round as before)."""
+    import cupy
+
+    code = f"typedef {ctype} T;\ntypedef {idx} IDX;\n" + _REDUCE.replace("THREADS", str(_THREADS)) + _ELEMENTWISE
+    return cupy.RawModule(code=code, options=OPTIONS).get_function(name)
 
 
-def _c(a: Any) -> Any:
-    return a.reshape(1, -1, 1)
+def _kernel(name: str, x: Any) -> Any:
+    ctype = "double" if x.dtype.char == "d" else "float"
+    return _function(name, ctype, "int" if x.size < 2**31 else "long long")
 
 
-def _per_channel(xp: Any, name: str, x3: Any, *arrays: Any, scalars: tuple[Any, ...] = (), outputs: int) -> list[Any]:
-    """Launch the block-per-channel kernel ``name`` on contiguous (N, C, L) arrays; returns its (C,) outputs."""
-    n, c, length = x3.shape
-    ctype = "double" if x3.dtype == xp.float64 else "float"
-    outs = [xp.empty(c, x3.dtype) for _ in range(outputs)]
-    fn = _reductions(xp, ctype).get_function(name)
-    ints = (xp.int32(n), xp.int32(c), xp.int32(length))
-    fn((c,), (_THREADS,), (*arrays, *outs, *ints, *scalars))
-    return outs
+def _pointer(a: Any) -> Any:
+    """A per-channel array (made contiguous: the kernels index it), or a null pointer for an absent one."""
+    if a is None:
+        return np.uint64(0)
+    return a if a.flags.c_contiguous else a.copy()
+
+
+def _elementwise(name: str, x3: Any, *args: Any) -> None:
+    n, (_, c, length) = x3.size, x3.shape
+    blocks = min(_MAX_BLOCKS, -(-n // _THREADS))
+    if n:
+        _kernel(name, x3)((blocks,), (_THREADS,), (*args, np.int64(n) if n >= 2**31 else np.int32(n),
+                                                     np.int32(c), np.int32(length)))
 
 
 def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any, Any]:
     """(y, mean, biased var, 1/sqrt(var + eps)) of an (N, C, L) array; weight/bias (C,) or None."""
     x3 = xp.ascontiguousarray(x3)
-    mean, var, rstd = _per_channel(xp, "axonml_bn_stats", x3, x3, scalars=(x3.dtype.type(eps),), outputs=3)
-    w = x3.dtype.type(1) if weight is None else _c(weight)
-    b = x3.dtype.type(0) if bias is None else _c(bias)
+    n, c, length = x3.shape
+    mean, var, rstd = stats = xp.empty((3, c), x3.dtype)  # one allocation for the three
+    _kernel("axonml_bn_stats", x3)((c,), (_THREADS,), (x3, stats[0], stats[1], stats[2], np.int32(n), np.int32(c),
+                                                        np.int32(length), x3.dtype.type(eps)))
     y = xp.empty_like(x3)
-    _NORMALIZE(x3, _c(mean), _c(rstd), w, b, y)
+    _elementwise("axonml_bn_normalize", x3, x3, mean, rstd, _pointer(weight), _pointer(bias), y)
     return y, mean, var, rstd
 
 
@@ -119,10 +149,14 @@ def backward(xp: Any, g3: Any, x3: Any, mean: Any, rstd: Any, weight: Any, n: in
              need_x: bool) -> tuple[Any, Any, Any]:
     """(sum of g, sum of g * xhat, dx or None) per channel, for (N, C, L) arrays ``g3`` and ``x3``."""
     g3, x3 = xp.ascontiguousarray(g3), xp.ascontiguousarray(x3)
-    sum_g, sum_gx = _per_channel(xp, "axonml_bn_grad_sums", x3, g3, x3, mean, rstd, outputs=2)
+    batch, c, length = x3.shape
+    # two allocations: these become the weight's and bias's .grad, which take over buffers nothing else shares
+    sum_g, sum_gx = xp.empty(c, x3.dtype), xp.empty(c, x3.dtype)
+    _kernel("axonml_bn_grad_sums", x3)((c,), (_THREADS,), (g3, x3, mean, rstd, sum_g, sum_gx, np.int32(batch),
+                                                            np.int32(c), np.int32(length)))
     if not need_x:
         return sum_g, sum_gx, None
-    w = x3.dtype.type(1) if weight is None else _c(weight)
     dx = xp.empty_like(x3)
-    _GRAD_INPUT(g3, x3, _c(mean), _c(rstd), w, _c(sum_g), _c(sum_gx), x3.dtype.type(1.0 / n), dx)
+    _elementwise("axonml_bn_grad_input", x3, g3, x3, mean, rstd, _pointer(weight), sum_g, sum_gx,
+                 x3.dtype.type(1.0 / n), dx)
     return sum_g, sum_gx, dx
