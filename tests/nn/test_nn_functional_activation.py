@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -487,3 +488,24 @@ def test_dropout_cuda(name: str, shape: tuple[int, ...]) -> None:
     assert np.array_equal(again, got)
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.cpu().numpy(), got)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("dtype", [ax.float32, ax.float64])
+def test_dropout_cuda_fused_equals_mask_times_input(dtype: Any) -> None:
+    """CUDA dropout draws its mask and multiplies in one launch: the same mask as ``_keep`` from the same seed,
+    the same product bits, the mask as gradient, and a differentiable gradient under create_graph."""
+    from axonml.nn.functional.activation import _keep
+
+    p = 0.25
+    rng = np.random.default_rng(0)
+    x = ax.tensor(rng.standard_normal((37, 53)), dtype=dtype, device="cuda", requires_grad=True)
+    y = F.dropout(x, p, generator=ax.Generator("cuda").manual_seed(11))
+    assert type(y.grad_fn).__name__ == "DropoutMask"
+    mask = _keep(x, tuple(x.shape), p, 1.0 / (1.0 - p), ax.Generator("cuda").manual_seed(11))
+    np.testing.assert_array_equal(y.detach().cpu().numpy(), (x.detach()._data * mask).get())
+    (g,) = ax.autograd.grad((y * y).sum(), [x], create_graph=True)
+    np.testing.assert_allclose(g.detach().cpu().numpy(), (2 * x.detach()._data * mask * mask).get(), rtol=1e-6)
+    (gg,) = ax.autograd.grad(g.sum(), [x])
+    np.testing.assert_allclose(gg.cpu().numpy(), (2 * mask * mask).get(), rtol=1e-6)

@@ -153,6 +153,16 @@ class _CupyStream:
             _keep_kernel()(np.uint64(self._next_seed()), np.float32(p), out.dtype.type(scale), self._counter(), out)
         return out
 
+    def dropout(self, x: Any, p: float, scale: float) -> tuple[Any, Any]:
+        """``(x * mask, mask)`` for a float32/float64 ``x``, the mask ``keep_mask(x.shape, p, scale)`` would draw,
+        in one launch (a mask and then a product are two)."""
+        cp = self._device.xp
+        with cp.cuda.Device(self._device.index or 0):
+            y, mask = cp.empty(x.shape, x.dtype), cp.empty(x.shape, x.dtype)
+            _dropout_kernel()(x, np.uint64(self._next_seed()), np.float32(p), x.dtype.type(scale), self._counter(),
+                              y, mask)
+        return y, mask
+
     def normal(self, shape: tuple[int, ...], dtype: Any) -> Any:
         return self._philox(1, shape, dtype)
 
@@ -212,10 +222,19 @@ def _philox_kernel() -> Any:
     return elementwise("axonml_philox", "uint64 seed, int32 kind, raw uint64 counter", "T out", _PHILOX)
 
 
+_KEEP = "(float)(x0 >> 8) * (1.0f / 16777216.0f) >= p ? scale : (T)0"  # kind 0's float32 draw against p
+
+
 def _keep_kernel() -> Any:
     """A dropout mask from kind 0's float32 uniform draw: ``scale`` where it is >= p, else 0."""
     return elementwise("axonml_keep_mask", "uint64 seed, float32 p, T scale, raw uint64 counter", "T out",
-                       _PHILOX_ROUNDS + "out = (float)(x0 >> 8) * (1.0f / 16777216.0f) >= p ? scale : (T)0;")
+                       _PHILOX_ROUNDS + f"out = {_KEEP};")
+
+
+def _dropout_kernel() -> Any:
+    """The same mask, and the input times it."""
+    return elementwise("axonml_dropout", "T x, uint64 seed, float32 p, T scale, raw uint64 counter", "T y, T mask",
+                       _PHILOX_ROUNDS + f"mask = {_KEEP}; y = x * mask;")
 
 
 def open_stream(device: Device, seed: int, offset: int) -> Any:

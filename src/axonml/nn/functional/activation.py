@@ -28,6 +28,7 @@ from ...errors import DTypeError, ShapeError
 from ...ops import math as _math
 from ...ops.indexing import one_hot  # re-exported: F.one_hot is axonml.one_hot
 from ...ops.linalg_ops import vector_norm
+from ..prims.dropout import DropoutMask
 
 __all__: list[str] = [
     "alpha_dropout", "celu", "celu_", "dropout", "dropout1d", "dropout2d", "dropout3d", "elu", "elu_",
@@ -363,6 +364,9 @@ def _dropout(x: Tensor, p: float, training: bool, inplace: bool, op: str, featur
     if p == 1:
         noise = Tensor._make(dev.xp.zeros(shape, x._data.dtype), dev)
         return _maybe_inplace(x, inplace, lambda s: s * noise, op)
+    if not alpha and not inplace and not feature and dev.type == "cuda" and x._data.dtype.char in "fd":
+        gen, gdev = resolve(generator, dev)  # one launch for the mask and the product
+        return DropoutMask.apply(x, gen._stream(gdev), p, 1.0 / (1.0 - p))
     if not alpha:  # scaled so that the expectation is unchanged
         mask = Tensor._make(_keep(x, shape, p, 1.0 / (1.0 - p), generator), dev)
         return _maybe_inplace(x, inplace, lambda s: s * mask, op)
