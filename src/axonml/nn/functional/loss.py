@@ -123,7 +123,7 @@ def mse_loss(input: Tensor, target: Tensor, size_average: bool | None = None, re
     x, y = _pointwise_args("mse_loss", input, target)
     xd, yd = x._data, y._data
     if (weight is None and red != "none" and xd.shape == yd.shape and xd.dtype == yd.dtype and xd.size
-            and xd.dtype in _FUSED_DTYPES and x._device is CPU and y._device is CPU):
+            and xd.dtype in _FUSED_DTYPES and x._device is y._device):
         return SquaredError.apply(x, y, red)  # 2 passes forward, 1 backward (nn/prims/loss.py)
     d = x - y
     return _weighted("mse_loss", d * d, x, weight, red, True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ...backend import matmul
 from ...core.function import Primitive
 from ...core.tensor import Tensor
 from ...errors import IndexingError
@@ -173,7 +174,7 @@ class SquaredError(Primitive):
     def forward(ctx: Any, x: Any, y: Any, reduction: str) -> Any:
         d = x - y
         flat = d.reshape(-1)
-        total = flat @ flat  # the sum of squares in one pass (a BLAS dot), no (x - y)**2 temporary
+        total = matmul(ctx.xp, flat, flat)  # the sum of squares in one pass (a BLAS dot), no (x - y)**2 temporary
         ctx._saved = d
         ctx.reduction = reduction
         return total / x.dtype.type(d.size) if reduction == "mean" else total
