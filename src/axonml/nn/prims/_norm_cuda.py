@@ -104,18 +104,16 @@ _MAX_BLOCKS = 4096
 
 
 @functools.cache
-def _function(name: str, ctype: str, idx: str) -> Any:
+def _function(xp: Any, name: str, ctype: str, idx: str) -> Any:
     """Kernel ``name`` for element type ``ctype`` and index type ``idx``, compiled once (as the fused kernels:
     no FMA contraction, so the elementwise formulas round as before)."""
-    import cupy
-
     code = f"typedef {ctype} T;\ntypedef {idx} IDX;\n" + _REDUCE.replace("THREADS", str(_THREADS)) + _ELEMENTWISE
-    return cupy.RawModule(code=code, options=OPTIONS).get_function(name)
+    return xp.RawModule(code=code, options=OPTIONS).get_function(name)
 
 
-def _kernel(name: str, x: Any) -> Any:
+def _kernel(xp: Any, name: str, x: Any) -> Any:
     ctype = "double" if x.dtype.char == "d" else "float"
-    return _function(name, ctype, "int" if x.size < 2**31 else "long long")
+    return _function(xp, name, ctype, "int" if x.size < 2**31 else "long long")
 
 
 def _pointer(a: Any) -> Any:
@@ -125,11 +123,11 @@ def _pointer(a: Any) -> Any:
     return a if a.flags.c_contiguous else a.copy()
 
 
-def _elementwise(name: str, x3: Any, *args: Any) -> None:
+def _elementwise(xp: Any, name: str, x3: Any, *args: Any) -> None:
     n, (_, c, length) = x3.size, x3.shape
     blocks = min(_MAX_BLOCKS, -(-n // _THREADS))
     if n:
-        _kernel(name, x3)((blocks,), (_THREADS,), (*args, np.int64(n) if n >= 2**31 else np.int32(n),
+        _kernel(xp, name, x3)((blocks,), (_THREADS,), (*args, np.int64(n) if n >= 2**31 else np.int32(n),
                                                      np.int32(c), np.int32(length)))
 
 
@@ -138,10 +136,10 @@ def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, 
     x3 = xp.ascontiguousarray(x3)
     n, c, length = x3.shape
     mean, var, rstd = stats = xp.empty((3, c), x3.dtype)  # one allocation for the three
-    _kernel("axonml_bn_stats", x3)((c,), (_THREADS,), (x3, stats[0], stats[1], stats[2], np.int32(n), np.int32(c),
+    _kernel(xp, "axonml_bn_stats", x3)((c,), (_THREADS,), (x3, stats[0], stats[1], stats[2], np.int32(n), np.int32(c),
                                                         np.int32(length), x3.dtype.type(eps)))
     y = xp.empty_like(x3)
-    _elementwise("axonml_bn_normalize", x3, x3, mean, rstd, _pointer(weight), _pointer(bias), y)
+    _elementwise(xp, "axonml_bn_normalize", x3, x3, mean, rstd, _pointer(weight), _pointer(bias), y)
     return y, mean, var, rstd
 
 
@@ -152,11 +150,11 @@ def backward(xp: Any, g3: Any, x3: Any, mean: Any, rstd: Any, weight: Any, n: in
     batch, c, length = x3.shape
     # two allocations: these become the weight's and bias's .grad, which take over buffers nothing else shares
     sum_g, sum_gx = xp.empty(c, x3.dtype), xp.empty(c, x3.dtype)
-    _kernel("axonml_bn_grad_sums", x3)((c,), (_THREADS,), (g3, x3, mean, rstd, sum_g, sum_gx, np.int32(batch),
+    _kernel(xp, "axonml_bn_grad_sums", x3)((c,), (_THREADS,), (g3, x3, mean, rstd, sum_g, sum_gx, np.int32(batch),
                                                             np.int32(c), np.int32(length)))
     if not need_x:
         return sum_g, sum_gx, None
     dx = xp.empty_like(x3)
-    _elementwise("axonml_bn_grad_input", x3, g3, x3, mean, rstd, _pointer(weight), sum_g, sum_gx,
+    _elementwise(xp, "axonml_bn_grad_input", x3, g3, x3, mean, rstd, _pointer(weight), sum_g, sum_gx,
                  x3.dtype.type(1.0 / n), dx)
     return sum_g, sum_gx, dx
