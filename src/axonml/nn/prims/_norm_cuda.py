@@ -104,11 +104,16 @@ _MAX_BLOCKS = 4096
 
 
 @functools.cache
-def _function(xp: Any, name: str, ctype: str, idx: str) -> Any:
-    """Kernel ``name`` for element type ``ctype`` and index type ``idx``, compiled once (as the fused kernels:
+def _module(xp: Any, ctype: str, idx: str) -> Any:
+    """The four kernels for element type ``ctype`` and index type ``idx``, compiled once (as the fused kernels:
     no FMA contraction, so the elementwise formulas round as before)."""
     code = f"typedef {ctype} T;\ntypedef {idx} IDX;\n" + _REDUCE.replace("THREADS", str(_THREADS)) + _ELEMENTWISE
-    return xp.RawModule(code=code, options=OPTIONS).get_function(name)
+    return xp.RawModule(code=code, options=OPTIONS)
+
+
+@functools.cache
+def _function(xp: Any, name: str, ctype: str, idx: str) -> Any:
+    return _module(xp, ctype, idx).get_function(name)
 
 
 def _kernel(xp: Any, name: str, x: Any) -> Any:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ...backend import matmul
 from ...core.custom_function import Function
 from ...core.grad_mode import GRAD_ENABLED
@@ -25,12 +27,19 @@ from ._fastpath import col_sum
 
 # (rows a, rows b, 3, H, hd) <-> (3, N, H, L, hd): for (L, N) row order and for (N, L) row order
 _TO_HEADS = {False: (2, 1, 3, 0, 4), True: (2, 0, 3, 1, 4)}
+_TO_ROWS = {major: tuple(int(i) for i in np.argsort(perm)) for major, perm in _TO_HEADS.items()}  # the inverses
 _FROM_HEAD = {False: (2, 0, 1, 3), True: (0, 2, 1, 3)}  # one (N, H, L, hd) block -> (rows a, rows b, H, hd)
 
 
 def _batch_major(x: Any) -> bool:
     """Whether a (L, N, E) array is the transposed view of a contiguous (N, L, E) one (a batch-first input)."""
     return not x.flags.c_contiguous and bool(x.transpose(1, 0, 2).flags.c_contiguous)
+
+
+def _rows(xp: Any, x: Any, major: bool) -> Any:
+    """x as the GEMM's rows: (N * L, E) in batch-major order (a view), else (L * N, E) (a copy only if needed)."""
+    L, N, E = x.shape
+    return x.transpose(1, 0, 2).reshape(N * L, E) if major else xp.ascontiguousarray(x).reshape(L * N, E)
 
 
 class PackedQKV(Function):
@@ -47,12 +56,11 @@ class PackedQKV(Function):
         L, N, E = xd.shape
         major = _batch_major(xd)
         a, c = (N, L) if major else (L, N)
-        rows = xd.transpose(1, 0, 2).reshape(N * L, E) if major else xp.ascontiguousarray(xd).reshape(L * N, E)
-        y = matmul(xp, rows, w._data.T)
+        y = matmul(xp, _rows(xp, xd, major), w._data.T)
         if b is not None:
             y += b._data
         heads = xp.ascontiguousarray(y.reshape(a, c, 3, num_heads, E // num_heads).transpose(_TO_HEADS[major]))
-        ctx.major, ctx.rows, ctx.has_bias = major, rows, b is not None
+        ctx.major, ctx.has_bias = major, b is not None
         ctx.save_for_backward(x, w)
         return tuple(Tensor._make(heads[i], dev) for i in range(3))
 
@@ -64,7 +72,7 @@ class PackedQKV(Function):
         major = ctx.major
         a, c = (N, L) if major else (L, N)
         if GRAD_ENABLED.get():  # create_graph: the same formula in Tensor ops, so it can be differentiated again
-            g2 = stack([gq, gk, gv]).permute(*_inverse(_TO_HEADS[major])).reshape(a * c, 3 * E)
+            g2 = stack([gq, gk, gv]).permute(*_TO_ROWS[major]).reshape(a * c, 3 * E)
             xr = x.transpose(0, 1).reshape(N * L, E) if major else x.reshape(L * N, E)
             gx = _rows_to_x((g2 @ w).reshape(a, c, E), major) if need_x else None
             return gx, (g2.mT @ xr if need_w else None), (g2.sum(0) if need_b and ctx.has_bias else None), None
@@ -77,7 +85,7 @@ class PackedQKV(Function):
         if need_x:
             gx = _rows_to_x(Tensor._make(matmul(xp, g2, w._data).reshape(a, c, E), dev), major)
         if need_w:
-            gw = Tensor._make(matmul(xp, g2.T, ctx.rows), dev)
+            gw = Tensor._make(matmul(xp, g2.T, _rows(xp, x._data, major)), dev)
         if need_b and ctx.has_bias:
             gb = Tensor._make(col_sum(xp, g2), dev)
         return gx, gw, gb, None
@@ -87,9 +95,3 @@ def _rows_to_x(g: Tensor, major: bool) -> Tensor:
     """A gradient in row order (a, c, E) as x's (L, N, E): a transposed view for batch-major rows."""
     return g.transpose(0, 1) if major else g
 
-
-def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
-    inv = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inv[p] = i
-    return tuple(inv)
