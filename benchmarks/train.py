@@ -357,7 +357,9 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--repeats", type=int, default=7, help="interleaved rounds (the median is reported)")
     ap.add_argument("--number", type=int, default=0, help="steps per round (default: by model, about 0.2 s)")
-    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="untimed steps per side first (default: 2 on the CPU; 20 on the GPU, where the first ~20 "
+                         "steps of either framework ran slower while allocator pools and clocks settled)")
     ap.add_argument("--profile", action="store_true", help="instead of timing, profile axonml's step (cProfile)")
     ap.add_argument("--amp", choices=("float16", "bfloat16"), help="autocast forward+loss (GradScaler for float16)")
     ap.add_argument("--cuda-graph", action="store_true",
@@ -387,7 +389,8 @@ def main() -> None:
     rows = []
     for key in args.models:
         try:
-            row = bench_model(key, args.device, args.repeats, args.number or default_number[key], args.warmup,
+            row = bench_model(key, args.device, args.repeats, args.number or default_number[key],
+                              args.warmup or (20 if args.device == "cuda" else 2),
                               args.amp, args.cuda_graph)
         except Exception as e:  # one broken model must not hide the others' rows
             title, batch, *_ = MODELS[key]

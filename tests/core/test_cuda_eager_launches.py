@@ -56,18 +56,49 @@ def test_batch_norm_running_statistics_match_the_cpu_bits(dtype: str, momentum: 
     assert m.running_mean._version[0] > before  # an in-place write, seen by autograd's checks
 
 
-def test_batch_norm_fused_update_equals_the_two_step_update() -> None:
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batch_norm_in_kernel_update_equals_the_tensor_op_update(momentum: float | None) -> None:
+    # the statistics launch updates the running statistics and num_batches_tracked itself; the tensor ops
+    # (the CPU's, and CUDA's when a buffer has another dtype) must give the same bits
     from axonml.nn.functional import normalization as N
+    from axonml.nn.prims.norm import BatchNorm
 
     rng = np.random.default_rng(1)
-    mean, var = (ax.tensor(rng.random(7).astype(np.float32), device="cuda") for _ in range(2))
+    m = ax.nn.BatchNorm2d(7, momentum=momentum, device="cuda")
     start = [rng.random(7).astype(np.float32) for _ in range(2)]
-    stats = [ax.tensor(start[i % 2], device="cuda") for i in range(4)]  # two pairs with the same start
-    N._running_updates(stats[0], stats[1], mean._data, var._data, 10, 0.3)  # fused
-    N._running_update(stats[2], mean._data, 0.3)  # one statistic at a time
-    N._running_update(stats[3], var._data * (10 / 9), 0.3)
-    assert np.array_equal(stats[0].cpu().numpy(), stats[2].cpu().numpy())
-    assert np.array_equal(stats[1].cpu().numpy(), stats[3].cpu().numpy())
+    m.running_mean.copy_(ax.tensor(start[0], device="cuda"))
+    m.running_var.copy_(ax.tensor(start[1], device="cuda"))
+    mean_t, var_t = (ax.tensor(s, device="cuda") for s in start)
+    for step in range(1, 4):
+        x = ax.tensor(rng.standard_normal((4, 7, 3, 3)).astype(np.float32), device="cuda")
+        y = m(x)
+        stats: list = []
+        y2 = BatchNorm.apply(x, m.weight, m.bias, m.eps, stats, None)  # statistics only, no update
+        N._running_updates(mean_t, var_t, stats[0], stats[1], 4 * 9, 1.0 / step if momentum is None else momentum)
+        assert np.array_equal(y.detach().cpu().numpy(), y2.detach().cpu().numpy())
+        assert np.array_equal(m.running_mean.cpu().numpy(), mean_t.cpu().numpy())
+        assert np.array_equal(m.running_var.cpu().numpy(), var_t.cpu().numpy())
+        assert int(m.num_batches_tracked.item()) == step
+    m.eval()
+    m(x)
+    assert int(m.num_batches_tracked.item()) == 3  # evaluation counts nothing
+
+
+def test_batch_norm_buffers_of_another_dtype_take_the_tensor_ops() -> None:
+    # float64 running statistics beside a float32 input: the kernel writes float32, so the update runs as tensor ops
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 3, 4)).astype(np.float32)
+    mods = {}
+    for d in ("cpu", "cuda"):
+        m = ax.nn.BatchNorm1d(3, device=d)
+        m.running_mean, m.running_var = (b.to(ax.float64) for b in (m.running_mean, m.running_var))
+        m(ax.tensor(x, device=d))
+        mods[d] = m
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        cpu, gpu = getattr(mods["cpu"], name), getattr(mods["cuda"], name)
+        assert gpu.dtype == cpu.dtype
+        np.testing.assert_allclose(gpu.cpu().numpy(), cpu.numpy(), rtol=1e-6)
+    assert int(mods["cuda"].num_batches_tracked.item()) == 1
 
 
 @pytest.mark.parametrize("dtype", [ax.float32, ax.float64])

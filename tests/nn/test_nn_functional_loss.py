@@ -778,3 +778,52 @@ def test_class_target_on_another_device_is_named() -> None:
     x = ax.randn(4, 5, device="cuda")
     with pytest.raises(DeviceError, match="target is on cpu but input is on cuda"):
         F.cross_entropy(x, ax.tensor([0, 1, 2, 3]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cross_entropy_cuda_kernels_against_float64(reduction: str, dtype: str) -> None:
+    # the CUDA kernels (a block per row) on wide rows, many rows and ignored targets, against the NumPy reference
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((300, 1000)) * 4).astype(dtype)
+    t = rng.integers(0, 1000, 300)
+    t[::7] = -100
+    g = rng.standard_normal(300) if reduction == "none" else np.float64(1.7)
+    xc = ax.tensor(x, device="cuda", requires_grad=True)
+    loss = F.cross_entropy(xc, ax.tensor(t, device="cuda"), reduction=reduction)
+    loss.backward(ax.tensor(g.astype(dtype), device="cuda"))
+    x64 = x.astype(np.float64)
+    lp = x64 - logsumexp(x64, 1, keepdims=True)
+    valid = t != -100
+    rows = -lp[np.arange(300), np.where(valid, t, 0)] * valid
+    ref = {"mean": rows.sum() / valid.sum(), "sum": rows.sum(), "none": rows}[reduction]
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(loss.detach().cpu().numpy(), ref, rtol=tol, atol=tol)
+    coef = {"mean": g / valid.sum(), "sum": g, "none": g}[reduction] * valid
+    onehot = np.zeros_like(x64)
+    onehot[np.arange(300), np.where(valid, t, 0)] = 1
+    grad = (np.exp(lp) - onehot) * np.reshape(coef, (-1, 1))
+    np.testing.assert_allclose(xc.grad.cpu().numpy(), grad, rtol=tol, atol=tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")
+def test_cross_entropy_cuda_checks_targets_and_ignores_all() -> None:
+    x = ax.randn(4, 5, device="cuda", requires_grad=True)
+    for bad, named in (([0, 1, 5, 3], 5), ([0, -2, 2, 3], -2)):
+        with pytest.raises(IndexingError, match=f"target {named} is out of bounds for 5 classes"):
+            F.cross_entropy(x, ax.tensor(bad, device="cuda"))
+    # an ignored target may lie outside the classes; a batch of only ignored targets has a 0/0 mean, as PyTorch
+    t = ax.tensor([-100, -100, -100, -100], device="cuda")
+    assert np.isnan(F.cross_entropy(x, t).item())
+    loss = F.cross_entropy(x, t, reduction="sum")
+    loss.backward()
+    assert loss.item() == 0 and not x.grad.cpu().numpy().any()
+    # a 1-D input with a scalar target, and integer targets of another width
+    v = ax.randn(6, device="cuda")
+    ref = F.cross_entropy(v.cpu(), ax.tensor(4)).item()
+    assert F.cross_entropy(v, ax.tensor(4, device="cuda")).item() == pytest.approx(ref, rel=1e-6)
+    y = ax.tensor(np.array([1, 0, 4, 2], np.int32), device="cuda")
+    np.testing.assert_allclose(F.cross_entropy(x, y).item(), F.cross_entropy(x.cpu(), y.cpu()).item(), rtol=1e-6)

@@ -5,7 +5,16 @@ below cover the few places where NumPy and CuPy really differ.
 """
 
 from .device import CPU, Device, as_device, device_of_array
-from .helpers import index_add_at, matmul, move_array, select, special_erf, special_erfinv, value_range
+from .helpers import (
+    index_add_at,
+    matmul,
+    move_array,
+    select,
+    special_erf,
+    special_erfinv,
+    strided_matmul,
+    value_range,
+)
 
 __all__ = [
     "CPU",
@@ -18,5 +27,6 @@ __all__ = [
     "select",
     "special_erf",
     "special_erfinv",
+    "strided_matmul",
     "value_range",
 ]

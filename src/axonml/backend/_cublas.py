@@ -15,6 +15,7 @@ and a transposed view (``w.T``) becomes a transpose flag instead of a copy.
 from __future__ import annotations
 
 import ctypes
+import threading
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ class Blas:
         if Blas._lib is None:
             Blas._lib = _library()
         self.cp = cp
+        self.stream = 0  # the stream it was bound to: 0, the legacy default stream, until ``bind``
         self.handle = ctypes.c_void_p()
         _check(Blas._lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate")
         self.workspace = cp.empty(_WORKSPACE_BYTES, cp.uint8)
@@ -63,6 +65,7 @@ class Blas:
         """Queue this handle's work on the stream ``stream_ptr`` (call before a capture begins)."""
         assert Blas._lib is not None
         _check(Blas._lib.cublasSetStream_v2(self.handle, ctypes.c_void_p(stream_ptr)), "cublasSetStream")
+        self.stream = stream_ptr
 
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         """``a @ b`` with NumPy's matmul broadcasting, for float16/bfloat16/float32/float64 CuPy arrays."""
@@ -150,13 +153,33 @@ def _operand(cp: Any, x: Any, batch: tuple[int, ...]) -> tuple[Any, int, int, in
 
 
 def _layout(x: Any, r: int, c: int, item: int) -> tuple[int, int] | None:
-    """(op, leading dim) when the last two dims are row-major or transposed-row-major dense, else None."""
+    """(op, leading dim) when the last two dims are row-major or transposed-row-major with evenly strided rows
+    (columns) at least a row (column) apart, else None: a column block of a wider matrix is read in place."""
     s_r, s_c = x.strides[-2], x.strides[-1]
-    if (s_c == item or c == 1) and (s_r == c * item or r == 1) and x.data.ptr % item == 0:
-        return _OP_N, max(c, 1)
-    if (s_r == item or r == 1) and (s_c == r * item or c == 1):
-        return _OP_T, max(r, 1)
+    if x.data.ptr % item:
+        return None
+    if (s_c == item or c == 1) and (r == 1 or (s_r >= c * item and s_r % item == 0)):
+        return _OP_N, max(c if r == 1 else s_r // item, 1)
+    if (s_r == item or r == 1) and (c == 1 or (s_c >= r * item and s_c % item == 0)):
+        return _OP_T, max(r if c == 1 else s_c // item, 1)
     return None
+
+
+_EAGER = threading.local()
+
+
+def eager(cp: Any) -> Blas:
+    """This thread's handle on the current device for products outside a capture, bound to the current stream
+    (a handle of its own: a capture's handle is bound to the capture stream; cuBLAS handles are per thread)."""
+    handles = _EAGER.__dict__.setdefault("handles", {})
+    dev = cp.cuda.runtime.getDevice()
+    blas = handles.get(dev)
+    if blas is None:
+        blas = handles[dev] = Blas(cp)
+    stream = cp.cuda.get_current_stream().ptr
+    if blas.stream != stream:
+        blas.bind(stream)
+    return blas
 
 
 def _check(status: int, what: str) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _cublas
 from .device import CPU, Device, device_of_array
 from .graphs import current_capture
 
@@ -60,6 +61,16 @@ def matmul(xp: Any, a: Any, b: Any, out: Any = None) -> Any:
         out[...] = c
         return out
     return xp.matmul(a, b, out=out)
+
+
+def strided_matmul(xp: Any, a: Any, b: Any, out: Any) -> Any:
+    """``out[...] = a @ b`` on CuPy arrays through cuBLAS, reading any operand whose matrices have evenly
+    strided rows (a column block of a wider matrix, batches a fixed stride apart) in place, where CuPy's
+    matmul copies it first; ``out`` is C-contiguous. Convolutions use it to write their output layout
+    directly. The same handle type serves eager calls and captures, so both give the same bits."""
+    capture = current_capture()
+    blas = capture.blas if capture is not None else _cublas.eager(xp)
+    return blas.matmul(a, b, out)
 
 
 def value_range(xp: Any, a: Any) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from ...errors import DeviceError, DTypeError, IndexingError, ShapeError
 from ...ops import math as _math
 from ...ops.linalg_ops import vector_norm
 from ...ops.shape import broadcast_shapes, broadcast_tensors
-from ..prims.loss import CrossEntropy, SquaredError, fused_targets
+from ..prims.loss import CrossEntropy, CrossEntropyCuda, SquaredError, fused_targets
 from .activation import logsigmoid
 
 __all__: list[str] = [
@@ -240,9 +240,13 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  
             and reduction in _REDUCTIONS and isinstance(input, Tensor) and isinstance(target, Tensor)):
         # the common case, checked in a few reads, as one primitive (nn/prims/loss.py)
         xd, td = input._data, target._data
-        if (xd.dtype in _FUSED_DTYPES and 0 < xd.ndim <= 2 and xd.size and input._device is CPU
-                and target._device is CPU and td.dtype.kind in "iu" and td.shape == xd.shape[:-1]):
-            return CrossEntropy.apply(input, *fused_targets(td, xd.shape[-1], ignore_index, xd.dtype), reduction)
+        if (xd.dtype in _FUSED_DTYPES and 0 < xd.ndim <= 2 and xd.size and td.dtype.kind in "iu"
+                and td.shape == xd.shape[:-1] and target._device is input._device):
+            if input._device is CPU:
+                return CrossEntropy.apply(input, *fused_targets(td, xd.shape[-1], ignore_index, xd.dtype),
+                                          reduction)
+            if input._device.type == "cuda":
+                return CrossEntropyCuda.apply(input, target, ignore_index, reduction)
     red = _reduction("cross_entropy", reduction, size_average, reduce)
     x = _float("cross_entropy", "input", input)
     _tensor("cross_entropy", "target", target)

@@ -12,13 +12,16 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ...backend.fused import elementwise, fusable
+import numpy as np
+
 from ...core import dtypes as D
 from ...core.autocast import autocast_op
 from ...core.grad_mode import no_grad
 from ...core.methods import cat
 from ...core.tensor import Tensor
 from ...errors import DTypeError, ShapeError
+from ..prims._fastpath import compute_dtype
+from ..prims._norm_cuda import Running
 from ..prims.norm import BatchNorm, LayerNorm
 
 __all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "local_response_norm", "rms_norm"]
@@ -53,26 +56,31 @@ def _running_update(stat: Tensor, value: Any, momentum: float) -> None:
         stat.mul_(1.0 - momentum).add_(Tensor._make(value * momentum, stat.device))
 
 
-# Both running statistics in one launch on CUDA, where the calls above make seven (each ~10 us of host
-# time; ResNet-18 has 20 batch norms). The same operations in the same order: the same bits.
-_RUNNING = elementwise("axonml_bn_running", "T mean, T var, T keep, T mom, T unbias", "T rm, T rv",
-                       "rm = rm * keep + mean * mom; rv = rv * keep + (var * unbias) * mom;")
-
-
 def _running_updates(running_mean: Tensor | None, running_var: Tensor | None, mean: Any, var: Any, n: int,
                      momentum: float) -> None:
     """Both running statistics after a training batch of ``n`` values per channel (unbiased variance)."""
-    if running_mean is not None and running_var is not None and fusable(
-            running_mean.device, running_mean._data, running_var._data, mean, var):
-        T = mean.dtype.type
-        _RUNNING(mean, var, T(1.0 - momentum), T(momentum), T(n / (n - 1)), running_mean._data, running_var._data)
-        running_mean._version[0] += 1
-        running_var._version[0] += 1
-        return
     if running_mean is not None:
         _running_update(running_mean, mean, momentum)
     if running_var is not None:
         _running_update(running_var, var * (n / (n - 1)), momentum)
+
+
+def _in_kernel_update(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, counter: Tensor | None,
+                      n: int, momentum: float) -> Running | None:
+    """On CUDA, the running statistics' update (and ``counter += 1``) for batch norm's statistics launch to make
+    (where the tensor ops make five launches, each ~10 us of host time; ResNet-18 has 20 batch norms); None where
+    it cannot: on the CPU, or a buffer of another dtype or layout than the kernel writes."""
+    if x.device.type != "cuda" or (running_mean is None and running_var is None):
+        return None
+    ct = compute_dtype(x._data.dtype)
+    for t in (running_mean, running_var):
+        if t is not None and (t._data.dtype != ct or not t._data.flags.c_contiguous):
+            return None
+    if counter is not None and (counter._data.dtype != np.int64 or counter._data.size != 1):
+        return None
+    return Running(None if running_mean is None else running_mean._data,
+                   None if running_var is None else running_var._data, momentum, n / (n - 1),
+                   None if counter is None else counter._data)
 
 
 # ----- batch norm ---------------------------------------------------------------------------------
@@ -88,6 +96,14 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     used. ``momentum=None`` (a cumulative average) is handled by the module, which passes the
     factor for this step.
     """
+    return counted_batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, None)
+
+
+@autocast_op("fp32")
+def counted_batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,  # noqa: A002
+                       weight: Tensor | None, bias: Tensor | None, training: bool, momentum: float, eps: float,
+                       counter: Tensor | None) -> Tensor:
+    """:func:`batch_norm` that also adds 1 to ``counter`` (a module's ``num_batches_tracked``) when training."""
     x = _float_input("batch_norm", input)
     if x.ndim < 2:
         raise ShapeError(f"batch_norm: expected an input of shape (N, C, *), got {tuple(x.shape)}")
@@ -96,19 +112,28 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         _check_param("batch_norm", name, t, (c,))
     if momentum is None:
         raise TypeError("batch_norm: momentum must be a float (the module turns momentum=None into a factor)")
-    if training:
-        n = x.numel() // c if c else 0
-        if n <= 1:
-            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input of "
-                             f"shape {tuple(x.shape)}")
-        stats: list[Any] = []
-        y = BatchNorm.apply(x, weight, bias, eps, stats)
+    if not training:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are needed when training=False")
+        return _affine_with_stats(x, running_mean, running_var, weight, bias, eps)
+    n = x.numel() // c if c else 0
+    if n <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input of "
+                         f"shape {tuple(x.shape)}")
+    stats: list[Any] = []
+    running = _in_kernel_update(x, running_mean, running_var, counter, n, momentum)
+    y = BatchNorm.apply(x, weight, bias, eps, stats, running)
+    if running is None:
         mean, var = stats
         _running_updates(running_mean, running_var, mean, var, n, momentum)
+        if counter is not None:
+            with no_grad():
+                counter.add_(1)
         return y
-    if running_mean is None or running_var is None:
-        raise ValueError("batch_norm: running_mean and running_var are needed when training=False")
-    return _affine_with_stats(x, running_mean, running_var, weight, bias, eps)
+    for t in (running_mean, running_var, counter):
+        if t is not None:
+            t._version[0] += 1  # written in place by the kernel: autograd's check of saved tensors must see it
+    return y
 
 
 def _affine_with_stats(x: Tensor, mean: Tensor, var: Tensor, weight: Tensor | None, bias: Tensor | None,
@@ -153,7 +178,7 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
     w = None if weight is None else weight.repeat(n)
     b = None if bias is None else bias.repeat(n)
     stats: list[Any] = []
-    y = BatchNorm.apply(x.reshape(1, n * c, spatial), w, b, eps, stats).reshape(x.shape)
+    y = BatchNorm.apply(x.reshape(1, n * c, spatial), w, b, eps, stats, None).reshape(x.shape)
     mean, var = stats
     if running_mean is not None and n:
         _running_update(running_mean, mean.reshape(n, c).mean(0), momentum)

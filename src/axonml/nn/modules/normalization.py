@@ -21,7 +21,14 @@ from ...core.creation import empty, ones, tensor, zeros
 from ...core.grad_mode import no_grad
 from ...core.tensor import Tensor
 from .. import init
-from ..functional.normalization import batch_norm, group_norm, instance_norm, layer_norm, local_response_norm, rms_norm
+from ..functional.normalization import (
+    counted_batch_norm,
+    group_norm,
+    instance_norm,
+    layer_norm,
+    local_response_norm,
+    rms_norm,
+)
 from ..module import Module
 from ..parameter import Parameter
 
@@ -110,18 +117,21 @@ class _BatchNorm(_NormBase):
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         self._check_input_dim(input)
         factor = 0.0 if self.momentum is None else self.momentum
+        counter = None  # num_batches_tracked, counted by batch norm itself (on CUDA within its statistics launch)
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            with no_grad():
-                self.num_batches_tracked.add_(1)
             if self.momentum is None:  # a cumulative moving average: the n-th batch weighs 1/n
+                with no_grad():
+                    self.num_batches_tracked.add_(1)
                 factor = 1.0 / float(self.num_batches_tracked.item())
+            else:
+                counter = self.num_batches_tracked
         # batch statistics in training, and in eval when no running statistics are kept
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         # the running statistics are updated only in training when tracked, and read only in eval
         pass_stats = not self.training or self.track_running_stats
-        return batch_norm(input, self.running_mean if pass_stats else None,
-                          self.running_var if pass_stats else None, self.weight, self.bias,
-                          use_batch_stats, factor, self.eps)
+        return counted_batch_norm(input, self.running_mean if pass_stats else None,
+                                  self.running_var if pass_stats else None, self.weight, self.bias,
+                                  use_batch_stats, factor, self.eps, counter)
 
 
 class BatchNorm1d(_BatchNorm):

@@ -13,6 +13,7 @@ per-channel arrays are (C,) and contiguous.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,8 @@ __device__ T block_sum(T v, T* shared) {
     return total;
 }
 
-extern "C" __global__ void axonml_bn_stats(const T* x, T* mean, T* var, T* rstd, int N, int C, int L, T eps) {
+extern "C" __global__ void axonml_bn_stats(const T* x, T* mean, T* var, T* rstd, int N, int C, int L, T eps,
+                                           T* rm, T* rv, T keep, T mom, T unbias, long long* batches) {
     __shared__ T shared[THREADS];
     const int c = blockIdx.x;
     const long long count = (long long)N * L;
@@ -55,6 +57,10 @@ extern "C" __global__ void axonml_bn_stats(const T* x, T* mean, T* var, T* rstd,
         mean[c] = m;
         var[c] = v;
         rstd[c] = rsqrt(v + eps);
+        // the running statistics (null when absent), as the tensor ops round them
+        if (rm) rm[c] = rm[c] * keep + m * mom;
+        if (rv) rv[c] = rv[c] * keep + (v * unbias) * mom;
+        if (batches && c == 0) *batches += 1;
     }
 }
 
@@ -121,10 +127,31 @@ def _kernel(xp: Any, name: str, x: Any) -> Any:
     return _function(xp, name, ctype, "int" if x.size < 2**31 else "long long")
 
 
+_NULL = np.uint64(0)
+
+
+@dataclass(frozen=True)
+class Running:
+    """The running statistics a training forward updates in place, as the statistics launch does it:
+    ``stat = stat * (1 - momentum) + batch_stat * momentum`` (the variance unbiased by ``unbias``, n / (n - 1))
+    and ``count += 1``. Contiguous (C,) arrays of the compute dtype and an int64 scalar, each maybe None."""
+
+    mean: Any
+    var: Any
+    momentum: float
+    unbias: float
+    count: Any
+
+
+def _or_null(a: Any) -> Any:
+    """An array written in place (the caller made sure it is contiguous), or a null pointer for None."""
+    return _NULL if a is None else a
+
+
 def _pointer(a: Any) -> Any:
     """A per-channel array (made contiguous: the kernels index it), or a null pointer for an absent one."""
     if a is None:
-        return np.uint64(0)
+        return _NULL
     return a if a.flags.c_contiguous else a.copy()
 
 
@@ -136,13 +163,23 @@ def _elementwise(xp: Any, name: str, x3: Any, *args: Any) -> None:
                                                      np.int32(c), np.int32(length)))
 
 
-def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any, Any]:
-    """(y, mean, biased var, 1/sqrt(var + eps)) of an (N, C, L) array; weight/bias (C,) or None."""
+def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float,
+            running: Running | None = None) -> tuple[Any, Any, Any, Any]:
+    """(y, mean, biased var, 1/sqrt(var + eps)) of an (N, C, L) array; weight/bias (C,) or None.
+
+    ``running``: the running statistics' update (``norm.Running``), made by the statistics launch itself.
+    """
     x3 = xp.ascontiguousarray(x3)
     n, c, length = x3.shape
     mean, var, rstd = stats = xp.empty((3, c), x3.dtype)  # one allocation for the three
+    T = x3.dtype.type
+    if running is None:
+        update: tuple[Any, ...] = (_NULL, _NULL, T(0), T(0), T(0), _NULL)
+    else:
+        update = (_or_null(running.mean), _or_null(running.var), T(1.0 - running.momentum), T(running.momentum),
+                  T(running.unbias), _or_null(running.count))
     _kernel(xp, "axonml_bn_stats", x3)((c,), (_THREADS,), (x3, stats[0], stats[1], stats[2], np.int32(n), np.int32(c),
-                                                        np.int32(length), x3.dtype.type(eps)))
+                                                        np.int32(length), T(eps), *update))
     y = xp.empty_like(x3)
     _elementwise(xp, "axonml_bn_normalize", x3, x3, mean, rstd, _pointer(weight), _pointer(bias), y)
     return y, mean, var, rstd

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ...backend import matmul
+from ...backend import matmul, strided_matmul
 from ...core.function import Primitive
 from ...core.tensor import Tensor
 from . import _conv_cpu as _cpu
@@ -90,12 +90,12 @@ def _long_matmul(xp: Any, a: Any, b: Any) -> Any:
 
     OpenBLAS ran (6, 50176) @ (50176, 25) 7x faster in 4096-long pieces (the pieces stay in cache);
     large results (64 x 576) gain nothing, so they take one call. 2-D float32/64 on the CPU:
-    ``_conv_cpu.weight_matmul``.
+    ``_conv_cpu.weight_matmul``. On a GPU one call (cuBLAS splits K itself; pieces cost ~5 launches each).
     """
     if xp is np and a.ndim == 2 and a.dtype == b.dtype and a.dtype.char in "fd":
         return _cpu.weight_matmul(a, b)
     k = a.shape[-1]
-    if k <= 2 * _CHUNK or a.shape[-2] * b.shape[-1] > 4096:
+    if xp is not np or k <= 2 * _CHUNK or a.shape[-2] * b.shape[-1] > 4096:
         return matmul(xp, a, b)
     out = matmul(xp, a[..., :_CHUNK], b[..., :_CHUNK, :])
     for s in range(_CHUNK, k, _CHUNK):
@@ -147,11 +147,48 @@ def _conv_forward(xp: Any, x: Any, w: Any, b: Any, geom: ConvGeom, osize: tuple[
         y = _cpu.scratch(xp, "gemm", (Co, plan.M), x.dtype)
         _cpu.shift_conv(buf, wk, plan.shifts, plan.M, y)
         return plan.from_gmat(xp, y, b)
+    if plan.fused and geom.groups == 1:
+        return _conv_forward_cuda(xp, x, w, b, plan, geom, out)
     col = _grouped(plan.cols(xp, x, keep=True), geom.groups)
     wm = w.reshape(geom.groups, Co // geom.groups, -1) if geom.groups > 1 else w.reshape(Co, -1)
     y = _cpu.scratch(xp, "gemm", (*wm.shape[:-1], plan.M), x.dtype)
     _mm(xp, wm, col, y)
     return plan.from_gmat(xp, y.reshape(Co, plan.M), b)
+
+
+def _pointwise(geom: ConvGeom, kernel: tuple[int, ...], size: tuple[int, ...], out: tuple[int, ...]) -> bool:
+    """A 1x1 convolution with stride 1 and no padding: its columns are its input."""
+    return all(k == 1 for k in kernel) and all(s == 1 for s in geom.stride) and size == out and not any(geom.pad_lo)
+
+
+def _pointwise_transposed_cuda(xp: Any, g: Any, w: Any, b: Any) -> Any:
+    """``convT(g, w) + b`` of a 1x1, stride-1 convolution on CUDA: ``z[i] = W^T @ g[i]`` per sample, one batched
+    GEMM writing (B, Ci, *S) in place (no columns, no col2im)."""
+    B, Co, C = g.shape[0], w.shape[0], w.shape[1]
+    z = xp.empty((B, C, *g.shape[2:]), g.dtype)
+    strided_matmul(xp, w.reshape(Co, C).T, xp.ascontiguousarray(g).reshape(B, Co, -1), z.reshape(B, C, -1))
+    if b is not None:
+        z += b.reshape((1, C) + (1,) * (g.ndim - 2))
+    return z
+
+
+def _conv_forward_cuda(xp: Any, x: Any, w: Any, b: Any, plan: _Plan, geom: ConvGeom, out: tuple[int, ...]) -> Any:
+    """``conv(x, w) + b`` on CUDA (one group) as one GEMM per sample, ``y[i] = W @ columns[i]``, batched in one
+    cuBLAS call that writes the (B, Co, *O) output in place: no transposing copy of a (Co, B * prod(O)) product.
+
+    A 1x1 convolution with stride 1 and no padding reads the input itself as its columns (no im2col).
+    """
+    B, Co = x.shape[0], w.shape[0]
+    L = math.prod(out)
+    if _pointwise(geom, tuple(w.shape[2:]), tuple(x.shape[2:]), out):
+        cols = xp.ascontiguousarray(x).reshape(B, x.shape[1], L)
+    else:
+        cols = plan.cols(xp, x).reshape(-1, B, L).transpose(1, 0, 2)  # (B, C * prod(K), L), a view
+    y = xp.empty((B, Co, *out), x.dtype)
+    strided_matmul(xp, w.reshape(Co, -1), cols, y.reshape(B, Co, L))
+    if b is not None:
+        y += b.reshape((1, Co) + (1,) * len(out))
+    return y
 
 
 # ----- the primitives -------------------------------------------------------------------------------
@@ -214,6 +251,8 @@ class ConvTranspose(Primitive):
             return _conv_forward(xp, g, wf, b, ConvGeom((1,) * len(size), geom.dilation, lo, hi, geom.groups), size)
         kernel = tuple(w.shape[2:])
         G = geom.groups
+        if xp is not np and G == 1 and _pointwise(geom, kernel, size, tuple(g.shape[2:])):
+            return _pointwise_transposed_cuda(xp, g, w, b)
         plan = _plan(xp, geom, g.shape[0], size, kernel, tuple(g.shape[2:]), w.shape[0] // G)
         gm = _grouped(plan.gmat(xp, g), G)
         if G > 1:

@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 
 from ...backend import matmul
+from ...backend.graphs import current_capture
 from ...core.function import Primitive
 from ...core.tensor import Tensor
 from ...errors import IndexingError
 from ...ops import math as _math
+from . import _loss_cuda
 from ._fastpath import arrays_only
 
 # Up to this many classes the rows are short, and NumPy reduces a (N, C) array along C at
@@ -90,9 +92,13 @@ class CrossEntropy(Primitive):
         ctx.reduction, ctx.classes_first = reduction, first
         return out
 
+    def _targets(self) -> tuple[Any, Any, Any]:
+        """(row indices (N,), class indices (N,) with ignored ones set to a valid class, None or 0/1 weights (N,))."""
+        return self._saved[1], self._saved[2], self._inputs[2]
+
     def _coef(self, g: Any) -> Any:
         """d loss / d(-log p[target]) per row (N,): the incoming gradient, spread and weighted."""
-        w = self._inputs[2]
+        _, _, w = self._targets()
         n = self._saved[1].shape[0]
         if self.reduction == "mean":
             c = g / (w.sum() if w is not None else g.dtype.type(n))
@@ -119,8 +125,7 @@ class CrossEntropy(Primitive):
     def _graph_backward(self, grad: Tensor) -> Tensor:
         """The same gradient in Tensor ops, recording a graph (higher derivatives, forward mode)."""
         x = self.input(0)
-        _, rows, t = self._saved
-        w = self._inputs[2]
+        rows, t, w = self._targets()
         n_cls = x.shape[-1]
         onehot = self.xp.zeros((rows.shape[0], n_cls), x._data.dtype)
         onehot[rows, t] = 1
@@ -135,7 +140,7 @@ class CrossEntropy(Primitive):
         """The reduction's backward: ``g`` for each of the ``n`` rows (divided by the count for 'mean')."""
         if self.reduction == "none":
             return g
-        w = self._inputs[2]
+        _, _, w = self._targets()
         if self.reduction == "mean":
             count = w.sum() if w is not None else n
             g = g / Tensor._make(self.xp.asarray(count, g._data.dtype), self.device)
@@ -145,8 +150,7 @@ class CrossEntropy(Primitive):
         if tx is None:
             return None
         x = self.input(0)
-        _, rows, t = self._saved
-        w = self._inputs[2]
+        rows, t, w = self._targets()
         n_cls = x.shape[-1]
         prob = _math.log_softmax(x.reshape(-1, n_cls), -1).exp()
         t2 = tx.reshape(-1, n_cls)
@@ -160,6 +164,46 @@ class CrossEntropy(Primitive):
         if self.reduction == "sum":
             return d.sum()
         return d.reshape(self._inputs[1].shape)
+
+
+class CrossEntropyCuda(CrossEntropy):
+    """``CrossEntropy`` on CUDA in three launches (``_loss_cuda``).
+
+    Called as ``CrossEntropyCuda.apply(x, targets, ignore_index, reduction)`` with x (N, C) or (C,)
+    float32/float64 and the integer targets as given: the kernels skip ignored targets and find
+    the range of the others, which is checked here (one copy back; not inside a CUDA graph
+    capture, which cannot read values).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, targets: Any, ignore_index: int, reduction: str) -> Any:
+        xp = ctx.xp
+        x2 = xp.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+        t = xp.ascontiguousarray(targets.reshape(-1).astype(np.int64, copy=False))
+        loss, prob, count, span = _loss_cuda.forward(xp, x2, t, ignore_index, reduction)
+        if current_capture() is None:
+            lo, hi = (int(v) for v in span.get())
+            if lo <= hi and (lo < 0 or hi >= x2.shape[1]):
+                raise IndexingError(f"cross_entropy: target {lo if lo < 0 else hi} is out of bounds for "
+                                    f"{x2.shape[1]} classes")
+        ctx._saved = (prob, t, count)
+        ctx.reduction, ctx.ignore_index = reduction, ignore_index
+        return loss.reshape(targets.shape) if reduction == "none" else loss
+
+    def _targets(self) -> tuple[Any, Any, Any]:
+        _, t, _ = self._saved
+        valid = t != self.ignore_index
+        return self.xp.arange(t.shape[0]), self.xp.where(valid, t, 0), valid.astype(self._saved[0].dtype)
+
+    def backward(self, grad: Tensor) -> tuple[Any, None, None, None]:  # type: ignore[override]
+        if self.next_edges[0] is None:
+            return None, None, None, None
+        if not arrays_only():
+            return self._graph_backward(grad), None, None, None
+        prob, t, count = self._saved
+        g = grad._data.astype(prob.dtype, copy=False)
+        gx = _loss_cuda.backward(self.xp, prob, t, self.ignore_index, g, count, self.reduction)
+        return Tensor._make(gx.reshape(self.input_meta[0][0]), self.device), None, None, None
 
 
 class SquaredError(Primitive):

@@ -212,15 +212,17 @@ def _bn_backward_jit(jit: Any, g3: Any, x3: Any, mean: Any, rstd: Any, w: Any, n
 class BatchNorm(Primitive):
     """Batch norm with the batch's own statistics over every dimension but 1 (channels).
 
-    Called as ``BatchNorm.apply(x, weight_or_None, bias_or_None, eps, stats)``; ``stats`` is
+    Called as ``BatchNorm.apply(x, weight_or_None, bias_or_None, eps, stats, running)``; ``stats`` is
     an empty list that receives ``(mean, biased_var)`` arrays of shape (C,), for the caller's
-    running-statistics update.
+    running-statistics update; or, on CUDA only, ``running`` (a ``_norm_cuda.Running``, else None)
+    asks the statistics launch to make that update itself.
     """
 
     saves = "inputs"
 
     @staticmethod
-    def forward(ctx: Any, x: Any, weight: Any, bias: Any, eps: float, stats: list[Any]) -> Any:
+    def forward(ctx: Any, x: Any, weight: Any, bias: Any, eps: float, stats: list[Any],
+                running: _norm_cuda.Running | None) -> Any:
         xp = ctx.xp
         ctx.eps = eps
         ct = compute_dtype(x.dtype)
@@ -229,7 +231,7 @@ class BatchNorm(Primitive):
         if xp is not np:
             w_c = None if weight is None else as_compute(weight, ct)
             b_c = None if bias is None else as_compute(bias, ct)
-            y, mean, var, rstd = _norm_cuda.forward(xp, x3, w_c, b_c, eps)
+            y, mean, var, rstd = _norm_cuda.forward(xp, x3, w_c, b_c, eps, running)
             ctx.mean, ctx.rstd, ctx.n = mean, rstd, n
             stats.extend((mean, var))
             return y.reshape(x.shape).astype(x.dtype, copy=False)
@@ -256,42 +258,40 @@ class BatchNorm(Primitive):
 
     def backward(self, grad: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         if not arrays_only():
-            return (*_composed_backward(self, grad, self._dims(), 1), None, None)
+            return (*_composed_backward(self, grad, self._dims(), 1), None, None, None)
         x, w, b = self.inputs[:3]
         xp = self.xp
         need_x, need_w, need_b = (e is not None for e in self.next_edges[:3])
         ct = compute_dtype(x._data.dtype)
         g = as_compute(_channels(grad._data), ct)
+        x3 = as_compute(_channels(x._data), ct)
+        jit = _jit.kernels() if xp is np and g.dtype.char in "fd" else None
         if xp is not np:
             w_c = None if w is None else as_compute(w._data, ct)
-            x3 = as_compute(_channels(x._data), ct)
             sum_g, sum_gx, dx = _norm_cuda.backward(xp, g, x3, self.mean, self.rstd, w_c, self.n, need_x)
-            return (None if dx is None else wrap(dx, self.input_meta[0], self.device),
-                    wrap(sum_gx, self.input_meta[1], self.device) if w is not None and need_w else None,
-                    wrap(sum_g, self.input_meta[2], self.device) if b is not None and need_b else None, None, None)
-        jit = _jit.kernels() if g.dtype.char in "fd" else None
-        if jit is not None:  # 2 fused passes where the NumPy calls below make 8
-            x3 = as_compute(_channels(x._data), ct)
+        elif jit is not None:  # 2 fused passes where the NumPy calls below make 8
             w_c = None if w is None or not need_x else as_compute(w._data, ct)
             sum_g, sum_gx, dx = _bn_backward_jit(jit, g, x3, self.mean, self.rstd, w_c, self.n, need_x)
-            return (None if dx is None else wrap(dx, self.input_meta[0], self.device),
-                    wrap(sum_gx, self.input_meta[1], self.device) if w is not None and need_w else None,
-                    wrap(sum_g, self.input_meta[2], self.device) if b is not None and need_b else None, None, None)
-        xhat = xp.subtract(as_compute(_channels(x._data), ct), self.mean[:, None])
+        else:
+            sum_g, sum_gx, dx = self._backward_arrays(xp, g, x3, None if w is None else as_compute(w._data, ct), need_x)
+        return (None if dx is None else wrap(dx, self.input_meta[0], self.device),
+                wrap(sum_gx, self.input_meta[1], self.device) if w is not None and need_w else None,
+                wrap(sum_g, self.input_meta[2], self.device) if b is not None and need_b else None, None, None, None)
+
+    def _backward_arrays(self, xp: Any, g: Any, x3: Any, w: Any, need_x: bool) -> tuple[Any, Any, Any]:
+        """(sum of g, sum of g * xhat, dx or None) per channel by NumPy-style calls."""
+        xhat = xp.subtract(x3, self.mean[:, None])
         xhat *= self.rstd[:, None]
         sum_g = channel_sum(xp, g)
         sum_gx = channel_dot(xp, g, xhat)
-        gw = wrap(sum_gx, self.input_meta[1], self.device) if w is not None and need_w else None
-        gb = wrap(sum_g, self.input_meta[2], self.device) if b is not None and need_b else None
-        gx = None
-        if need_x:
-            scale = self.rstd if w is None else self.rstd * as_compute(w._data, ct)
-            xhat *= (sum_gx * (1.0 / self.n))[:, None]
-            xp.subtract(g, xhat, out=xhat)  # xhat's buffer becomes dx
-            xhat -= (sum_g * (1.0 / self.n))[:, None]
-            xhat *= scale[:, None]
-            gx = wrap(xhat, self.input_meta[0], self.device)
-        return gx, gw, gb, None, None
+        if not need_x:
+            return sum_g, sum_gx, None
+        scale = self.rstd if w is None else self.rstd * w
+        xhat *= (sum_gx * (1.0 / self.n))[:, None]
+        xp.subtract(g, xhat, out=xhat)  # xhat's buffer becomes dx
+        xhat -= (sum_g * (1.0 / self.n))[:, None]
+        xhat *= scale[:, None]
+        return sum_g, sum_gx, xhat
 
     def jvp(self, tx: Any, tw: Any, tb: Any, *_: Any) -> Any:
         return _composed_jvp(self, tx, tw, tb, self._dims(), 1)
