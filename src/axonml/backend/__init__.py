@@ -6,13 +6,13 @@ below cover the few places where NumPy and CuPy really differ.
 
 from .device import CPU, Device, as_device, device_of_array
 from .helpers import (
+    batched_matmul,
     index_add_at,
     matmul,
     move_array,
     select,
     special_erf,
     special_erfinv,
-    strided_matmul,
     value_range,
 )
 
@@ -20,6 +20,7 @@ __all__ = [
     "CPU",
     "Device",
     "as_device",
+    "batched_matmul",
     "device_of_array",
     "index_add_at",
     "matmul",
@@ -27,6 +28,5 @@ __all__ = [
     "select",
     "special_erf",
     "special_erfinv",
-    "strided_matmul",
     "value_range",
 ]

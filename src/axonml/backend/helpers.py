@@ -63,14 +63,14 @@ def matmul(xp: Any, a: Any, b: Any, out: Any = None) -> Any:
     return xp.matmul(a, b, out=out)
 
 
-def strided_matmul(xp: Any, a: Any, b: Any, out: Any) -> Any:
-    """``out[...] = a @ b`` on CuPy arrays through cuBLAS, reading any operand whose matrices have evenly
-    strided rows (a column block of a wider matrix, batches a fixed stride apart) in place, where CuPy's
-    matmul copies it first; ``out`` is C-contiguous. Convolutions use it to write their output layout
-    directly. The same handle type serves eager calls and captures, so both give the same bits."""
+def batched_matmul(xp: Any, a: Any, b: Any, out: Any) -> Any:
+    """``out[i] = a @ b[i]`` on CuPy arrays in one cuBLAS call: ``a`` (m, k), ``b`` (nb, k, n), ``out`` (nb, m, n)
+    C-contiguous, one float dtype. A ``b`` whose matrices have evenly strided rows (column blocks of a wider
+    matrix, a fixed stride apart) is read in place, where CuPy's matmul copies it first: convolutions write
+    their output layout with it."""
     capture = current_capture()
     blas = capture.blas if capture is not None else _cublas.eager(xp)
-    return blas.matmul(a, b, out)
+    return blas.batched(a, b, out)
 
 
 def value_range(xp: Any, a: Any) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from ...backend.fused import Kernel, elementwise
 
 # (B, C, S0, S1, S2) input, kernel K, output O, stride, dilation, leading zero padding P:
 # column row = c * nk + (k0 * K1 + k1) * K2 + k2, column = ((b * O0 + o0) * O1 + o1) * O2 + o2.
-# The geometry travels as one small int32 device array (cached per geometry): CuPy spends
+# The geometry travels as one small int32 device array (kept by the caller): CuPy spends
 # ~1 us of CPU time per scalar kernel argument, and these kernels would take 20.
 _GEOMETRY = """
     const int B = g[0], C = g[1], S0 = g[2], S1 = g[3], S2 = g[4], K0 = g[5], K1 = g[6], K2 = g[7];
@@ -82,7 +82,6 @@ _COL2IM = _GEOMETRY + """
     dx = (T)acc;
 """
 
-_GEOMETRIES: dict[tuple[int, ...], Any] = {}
 _INDEX_CTYPES = {"i32": "int", "i64": "long long"}
 
 
@@ -103,40 +102,32 @@ def _index_type(*arrays: Any) -> str:
     return "i32" if max(a.size for a in arrays) < 2**31 else "i64"
 
 
-def _geometry(xp: Any, batch: int, channels: int, size: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...],
-              stride: tuple[int, ...], dilation: tuple[int, ...], pad: tuple[int, ...]) -> Any:
-    """The kernels' int32 geometry array on the current device, spatial dims padded to three."""
+def geometry(xp: Any, batch: int, channels: int, size: tuple[int, ...], kernel: tuple[int, ...],
+             out: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...], pad: tuple[int, ...]) -> Any:
+    """The kernels' int32 geometry array on the current device, spatial dims padded to three (callers keep it:
+    ``_conv_plan._Plan`` holds one per device and channel count)."""
     def three(t: tuple[int, ...], fill: int) -> tuple[int, ...]:
         return (fill,) * (3 - len(t)) + tuple(t)
 
-    key = (xp.cuda.runtime.getDevice(), batch, channels, *three(size, 1), *three(kernel, 1), *three(out, 1),
-           *three(stride, 1), *three(dilation, 1), *three(pad, 0))
-    g = _GEOMETRIES.get(key)
-    if g is None:
-        if len(_GEOMETRIES) > 1024:  # a bound for programs that sweep shapes
-            _GEOMETRIES.clear()
-        g = _GEOMETRIES[key] = xp.asarray(key[1:], dtype=xp.int32)
-    return g
+    return xp.asarray((batch, channels, *three(size, 1), *three(kernel, 1), *three(out, 1), *three(stride, 1),
+                       *three(dilation, 1), *three(pad, 0)), dtype=xp.int32)
 
 
-def im2col(xp: Any, x: Any, kernel: tuple[int, ...], out: tuple[int, ...], stride: tuple[int, ...],
-           dilation: tuple[int, ...], pad: tuple[int, ...]) -> Any:
-    """Columns (C * prod(K), B * prod(O)) of a (B, C, *S) CuPy array (1 to 3 spatial dims); ``xp`` is CuPy."""
+def im2col(xp: Any, x: Any, kernel: tuple[int, ...], out: tuple[int, ...], g: Any) -> Any:
+    """Columns (C * prod(K), B * prod(O)) of a (B, C, *S) CuPy array (1 to 3 spatial dims); ``xp`` is CuPy,
+    ``g`` the :func:`geometry` of this convolution."""
     B, C = x.shape[:2]
     nk, m = 1, B
     for k, o in zip(kernel, out):
         nk, m = nk * k, m * o
     col = xp.empty((C * nk, m), x.dtype)
-    g = _geometry(xp, B, C, tuple(x.shape[2:]), kernel, out, stride, dilation, pad)
     _im2col_kernel(_index_type(col, x))(xp.ascontiguousarray(x), g, col, size=C * m)
     return col
 
 
-def col2im(xp: Any, dcol: Any, batch: int, channels: int, size: tuple[int, ...], kernel: tuple[int, ...],
-           out: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...], pad: tuple[int, ...]) -> Any:
+def col2im(xp: Any, dcol: Any, batch: int, channels: int, size: tuple[int, ...], g: Any) -> Any:
     """The adjoint of ``im2col``: (C * prod(K), B * prod(O)) columns summed into a new (B, C, *size) array."""
     dx = xp.empty((batch, channels, *size), dcol.dtype)
     acc = "double" if dcol.dtype == xp.float64 else "float"
-    g = _geometry(xp, batch, channels, size, kernel, out, stride, dilation, pad)
     _col2im_kernel(_index_type(dcol, dx), acc)(xp.ascontiguousarray(dcol), g, dx)
     return dx

@@ -67,6 +67,7 @@ class _Plan:
                  out: tuple[int, ...], cog: int, cin: int, dtype: Any, switches: Switches) -> None:
         self.B, self.S, self.K, self.O = batch, size, kernel, out
         self.geom = geom
+        self._gpu_geometry: dict[tuple[int, int], Any] = {}
         self.lo = geom.pad_lo
         self.fused = xp is not np and len(size) <= 3
         self.nk = math.prod(kernel)
@@ -94,6 +95,16 @@ class _Plan:
                 for off in offsets
             ]
             self.M = batch * math.prod(out)
+
+    def _geometry(self, xp: Any, channels: int) -> Any:
+        """The CUDA kernels' geometry array for ``channels`` input channels on the current device, made once."""
+        key = (xp.cuda.runtime.getDevice(), channels)
+        g = self._gpu_geometry.get(key)
+        if g is None:
+            geom = self.geom
+            g = self._gpu_geometry[key] = _conv_cuda.geometry(xp, self.B, channels, self.S, self.K, self.O,
+                                                              geom.stride, geom.dilation, self.lo)
+        return g
 
     def _jit(self, xp: Any, dtype: Any) -> Any:
         """The compiled col2im loop for 2-D output columns on the CPU (float32/64), else None.
@@ -130,9 +141,8 @@ class _Plan:
         """
         C = x.shape[1]
         M = self.M
-        g = self.geom
         if self.fused:
-            return _conv_cuda.im2col(xp, x, self.K, self.O, g.stride, g.dilation, self.lo)
+            return _conv_cuda.im2col(xp, x, self.K, self.O, self._geometry(xp, C))
         if xp is np and not keep:
             kept = _cpu.COLUMNS.get(self, x)
             if kept is not None:
@@ -226,9 +236,8 @@ class _Plan:
     def col2im(self, xp: Any, dcol: Any, channels: int) -> Any:
         """The adjoint of ``cols``: (C * prod(K), M) summed back into a new (B, C, *S) array."""
         C, M = channels, self.M
-        g = self.geom
         if self.fused:
-            return _conv_cuda.col2im(xp, dcol, self.B, C, self.S, self.K, self.O, g.stride, g.dilation, self.lo)
+            return _conv_cuda.col2im(xp, dcol, self.B, C, self.S, self._geometry(xp, C))
         if self.grid:
             flat = xp.zeros((C, M + self.tail), dcol.dtype)
             d3 = dcol.reshape(C, self.nk, M)
@@ -246,7 +255,7 @@ class _Plan:
             if jit is not None:
                 out = np.empty((self.B, C, *self.S), dcol.dtype)
                 c6 = dcol.reshape(C, *self.K, self.B, *self.O)
-                (sh, sw), (dh, dw), (ph, pw) = g.stride, g.dilation, self.lo
+                (sh, sw), (dh, dw), (ph, pw) = self.geom.stride, self.geom.dilation, self.lo
                 _cpu.split(C, dcol.nbytes, lambda c0, c1: jit.col2im2d(c6, c0, c1, sh, sw, dh, dw, ph, pw, out))
                 return out
             padded = xp.zeros((C, self.B, *self.Sp), dcol.dtype)

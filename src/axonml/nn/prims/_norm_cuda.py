@@ -171,16 +171,16 @@ def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float,
     """
     x3 = xp.ascontiguousarray(x3)
     n, c, length = x3.shape
-    mean, var, rstd = stats = xp.empty((3, c), x3.dtype)  # one allocation for the three
+    mean, var, rstd = xp.empty((3, c), x3.dtype)  # one allocation for the three
     T = x3.dtype.type
     if running is None:
         update: tuple[Any, ...] = (_NULL, _NULL, T(0), T(0), T(0), _NULL)
     else:
         update = (_or_null(running.mean), _or_null(running.var), T(1.0 - running.momentum), T(running.momentum),
                   T(running.unbias), _or_null(running.count))
-    _kernel(xp, "axonml_bn_stats", x3)((c,), (_THREADS,), (x3, stats[0], stats[1], stats[2], np.int32(n), np.int32(c),
+    _kernel(xp, "axonml_bn_stats", x3)((c,), (_THREADS,), (x3, mean, var, rstd, np.int32(n), np.int32(c),
                                                         np.int32(length), T(eps), *update))
-    y = xp.empty_like(x3)
+    y = xp.empty(x3.shape, x3.dtype)  # empty_like costs ~2x the host time
     _elementwise(xp, "axonml_bn_normalize", x3, x3, mean, rstd, _pointer(weight), _pointer(bias), y)
     return y, mean, var, rstd
 
@@ -196,7 +196,7 @@ def backward(xp: Any, g3: Any, x3: Any, mean: Any, rstd: Any, weight: Any, n: in
                                                             np.int32(c), np.int32(length)))
     if not need_x:
         return sum_g, sum_gx, None
-    dx = xp.empty_like(x3)
+    dx = xp.empty(x3.shape, x3.dtype)
     _elementwise(xp, "axonml_bn_grad_input", x3, g3, x3, mean, rstd, _pointer(weight), sum_g, sum_gx,
                  x3.dtype.type(1.0 / n), dx)
     return sum_g, sum_gx, dx

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ...backend import matmul, strided_matmul
+from ...backend import batched_matmul, matmul
 from ...core.function import Primitive
 from ...core.tensor import Tensor
 from . import _conv_cpu as _cpu
@@ -166,7 +166,7 @@ def _pointwise_transposed_cuda(xp: Any, g: Any, w: Any, b: Any) -> Any:
     GEMM writing (B, Ci, *S) in place (no columns, no col2im)."""
     B, Co, C = g.shape[0], w.shape[0], w.shape[1]
     z = xp.empty((B, C, *g.shape[2:]), g.dtype)
-    strided_matmul(xp, w.reshape(Co, C).T, xp.ascontiguousarray(g).reshape(B, Co, -1), z.reshape(B, C, -1))
+    batched_matmul(xp, w.reshape(Co, C).T, xp.ascontiguousarray(g).reshape(B, Co, -1), z.reshape(B, C, -1))
     if b is not None:
         z += b.reshape((1, C) + (1,) * (g.ndim - 2))
     return z
@@ -185,7 +185,7 @@ def _conv_forward_cuda(xp: Any, x: Any, w: Any, b: Any, plan: _Plan, geom: ConvG
     else:
         cols = plan.cols(xp, x).reshape(-1, B, L).transpose(1, 0, 2)  # (B, C * prod(K), L), a view
     y = xp.empty((B, Co, *out), x.dtype)
-    strided_matmul(xp, w.reshape(Co, -1), cols, y.reshape(B, Co, L))
+    batched_matmul(xp, w.reshape(Co, -1), cols, y.reshape(B, Co, L))
     if b is not None:
         y += b.reshape((1, Co) + (1,) * len(out))
     return y
