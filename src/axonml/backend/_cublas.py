@@ -76,6 +76,20 @@ class Blas:
         self._gemm(out.dtype, op_b, op_a, n, m, k, b3, ld_b, st_b, a3, ld_a, 0, out, nb)
         return out
 
+    def product(self, a: Any, b: Any, out: Any = None) -> Any:
+        """``a @ b`` for 2-D arrays of one float dtype with aligned shapes, ``out`` None or C-contiguous (m, n) of
+        that dtype: ``matmul``'s commonest case, without its general logic."""
+        m, k = a.shape
+        n = b.shape[1]
+        c = self.cp.empty((m, n), a.dtype) if out is None else out
+        if k == 0:
+            c.fill(0)
+        elif m and n:
+            a2, op_a, ld_a, _ = _operand(self.cp, a, ())
+            b2, op_b, ld_b, _ = _operand(self.cp, b, ())
+            self._gemm(a.dtype, op_b, op_a, n, m, k, b2, ld_b, 0, a2, ld_a, 0, c, 1)
+        return c
+
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         """``a @ b`` with NumPy's matmul broadcasting, for float16/bfloat16/float32/float64 CuPy arrays."""
         cp = self.cp
