@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from ...backend.fused import OPTIONS
+from ...backend.fused import BLOCK_SUM, OPTIONS
 
 _THREADS = 256
 
-_KERNELS = """
+_KERNELS = BLOCK_SUM + """
 __device__ T block_max(T v, T* shared) {
     shared[threadIdx.x] = v;
     __syncthreads();
@@ -29,18 +29,6 @@ __device__ T block_max(T v, T* shared) {
         __syncthreads();
     }
     T total = shared[0];
-    __syncthreads();
-    return total;
-}
-
-template <typename V> __device__ V block_sum(V v, V* shared) {
-    shared[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-        __syncthreads();
-    }
-    V total = shared[0];
     __syncthreads();
     return total;
 }

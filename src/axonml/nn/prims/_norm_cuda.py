@@ -18,25 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ...backend.fused import OPTIONS
+from ...backend.fused import BLOCK_SUM, OPTIONS
 
 _THREADS = 256
 
 # One block per channel c; its threads stride over the channel's N * L values. ``block_sum``
-# adds one value per thread across the block (a shared-memory tree).
-_REDUCE = """
-__device__ T block_sum(T v, T* shared) {
-    shared[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-        __syncthreads();
-    }
-    T total = shared[0];
-    __syncthreads();
-    return total;
-}
-
+# (backend.fused.BLOCK_SUM) adds one value per thread across the block.
+_REDUCE = BLOCK_SUM + """
 extern "C" __global__ void axonml_bn_stats(const T* x, T* mean, T* var, T* rstd, int N, int C, int L, T eps,
                                            T* rm, T* rv, T keep, T mom, T unbias, long long* batches) {
     __shared__ T shared[THREADS];
