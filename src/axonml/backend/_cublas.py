@@ -191,7 +191,7 @@ def _layout(x: Any, r: int, c: int, item: int) -> tuple[int, int] | None:
 class EagerBlas(Blas):
     """``Blas``'s products outside a capture, through CuPy's own per-thread handle (bound to the current stream
     at each call by CuPy's binding) and CuPy's Cython binding of the same ``cublasGemmStridedBatchedEx``:
-    a ctypes call converts its 23 arguments in Python, ~10x the host time."""
+    a ctypes call converts its 23 arguments in Python (~57 us inside a ResNet step on an H200 host, line profile)."""
 
     def __init__(self, cp: Any) -> None:
         from cupy_backends.cuda.libs import cublas
