@@ -827,3 +827,8 @@ def test_cross_entropy_cuda_checks_targets_and_ignores_all() -> None:
     assert F.cross_entropy(v, ax.tensor(4, device="cuda")).item() == pytest.approx(ref, rel=1e-6)
     y = ax.tensor(np.array([1, 0, 4, 2], np.int32), device="cuda")
     np.testing.assert_allclose(F.cross_entropy(x, y).item(), F.cross_entropy(x.cpu(), y.cpu()).item(), rtol=1e-6)
+    # a NaN logit makes its row's loss NaN, as on the CPU (the row maximum propagates NaN)
+    z = np.zeros((2, 5), np.float32)
+    z[1, 3] = np.nan
+    rows = F.cross_entropy(ax.tensor(z, device="cuda"), ax.tensor([0, 0], device="cuda"), reduction="none")
+    assert np.array_equal(np.isnan(rows.cpu().numpy()), [False, True])

@@ -15,6 +15,7 @@ and a transposed view (``w.T``) becomes a transpose flag instead of a copy.
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import Any
 
 import numpy as np
@@ -215,14 +216,10 @@ class EagerBlas(Blas):
                    zero, c.data.ptr, code, m, m * n, nb, _COMPUTE_64F if wide else _COMPUTE_32F, _GEMM_DEFAULT)
 
 
-_EAGER: list[EagerBlas] = []
-
-
+@functools.cache
 def eager(cp: Any) -> EagerBlas:
     """The products' entry outside a capture (one for the process: CuPy's handles are per thread and device)."""
-    if not _EAGER:
-        _EAGER.append(EagerBlas(cp))
-    return _EAGER[0]
+    return EagerBlas(cp)
 
 
 def _code(dt: Any) -> int:

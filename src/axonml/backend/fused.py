@@ -48,22 +48,6 @@ template <typename T> __device__ __forceinline__ T ax_sign(T x) {
 # No FMA contraction; IEEE-rounded division and square root (NVRTC's defaults, stated so they cannot drift).
 OPTIONS = ("--fmad=false", "--prec-div=true", "--prec-sqrt=true")
 
-# A block-wide sum for raw reduction kernels (batch norm's statistics, cross entropy): one value per thread
-# through a shared-memory tree; ``shared`` has a slot per thread and blockDim.x is a power of two.
-BLOCK_SUM = """
-template <typename V> __device__ V block_sum(V v, V* shared) {
-    shared[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-        __syncthreads();
-    }
-    V total = shared[0];
-    __syncthreads();
-    return total;
-}
-"""
-
 
 class Kernel:
     """One fused elementwise kernel: ``kernel(*inputs, *outputs)`` runs it over CuPy arrays.

@@ -11,38 +11,26 @@ out of range read no logit at the target (the host raises for the latter after t
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
 
-from ...backend.fused import BLOCK_SUM, OPTIONS
+from . import _layernorm_cuda as _ln
 
 _THREADS = 256
 
-_KERNELS = BLOCK_SUM + """
-__device__ T block_max(T v, T* shared) {
-    shared[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] = max(shared[threadIdx.x], shared[threadIdx.x + s]);
-        __syncthreads();
-    }
-    T total = shared[0];
-    __syncthreads();
-    return total;
-}
-
+# Written over ``_layernorm_cuda.BLOCK_REDUCE`` (block_sum, NaN-propagating block_max) and compiled by its ``kernel``.
+_KERNELS = r"""
 // Row r of the (N, C) logits: prob = softmax, row_loss = log(sum exp(x - m)) - (x[t] - m), 0 when t is ignored.
 extern "C" __global__ void axonml_ce_rows(const T* x, const long long* target, long long ignore, int C,
                                           T* prob, T* row_loss) {
-    __shared__ T shared[THREADS];
+    __shared__ T shared[32];
     const long long r = blockIdx.x;
     const T* xr = x + r * C;
     T* pr = prob + r * C;
     T m = xr[0];
-    for (int j = threadIdx.x; j < C; j += blockDim.x) m = max(m, xr[j]);
-    m = block_max(m, shared);
+    for (int j = threadIdx.x; j < C; j += blockDim.x) m = ax_max(m, xr[j]);
+    m = block_max(m, shared, xr[0]);
     if (isinf(m)) m = 0;  // as log_softmax: no inf - inf
     T s = 0;
     for (int j = threadIdx.x; j < C; j += blockDim.x) {
@@ -62,7 +50,7 @@ extern "C" __global__ void axonml_ce_rows(const T* x, const long long* target, l
 // and the smallest and largest target not ignored (range[0] > range[1] when there is none).
 extern "C" __global__ void axonml_ce_reduce(const T* row_loss, const long long* target, long long ignore,
                                             long long N, int mean, T* out, T* count, long long* range) {
-    __shared__ T shared[THREADS];
+    __shared__ T shared[32];
     __shared__ long long lo_s[THREADS];
     __shared__ long long hi_s[THREADS];
     T s = 0, k = 0;
@@ -108,24 +96,13 @@ extern "C" __global__ void axonml_ce_backward(const T* prob, const long long* ta
         gx[i] = (prob[i] - (T)(i - r * C == t)) * coef;
     }
 }
-"""
+""".replace("THREADS", str(_THREADS))
 _MODES = {"sum": 0, "mean": 1, "none": 2}
 _MAX_BLOCKS = 4096
 
 
-@functools.cache
-def _function(xp: Any, name: str, ctype: str) -> Any:
-    code = f"typedef {ctype} T;\n" + _KERNELS.replace("THREADS", str(_THREADS))
-    return _module(xp, code).get_function(name)
-
-
-@functools.cache
-def _module(xp: Any, code: str) -> Any:
-    return xp.RawModule(code=code, options=OPTIONS)
-
-
 def _kernel(xp: Any, name: str, dtype: Any) -> Any:
-    return _function(xp, name, "double" if dtype.char == "d" else "float")
+    return _ln.kernel(xp, dtype, name, _KERNELS)
 
 
 def forward(xp: Any, x2: Any, target: Any, ignore_index: int, reduction: str) -> tuple[Any, Any, Any, Any]:

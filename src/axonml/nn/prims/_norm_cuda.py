@@ -12,22 +12,21 @@ per-channel arrays are (C,) and contiguous.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ...backend.fused import BLOCK_SUM, OPTIONS
+from . import _layernorm_cuda as _ln
 
 _THREADS = 256
 
-# One block per channel c; its threads stride over the channel's N * L values. ``block_sum``
-# (backend.fused.BLOCK_SUM) adds one value per thread across the block.
-_REDUCE = BLOCK_SUM + """
+# One block per channel c; its threads stride over the channel's N * L values. ``block_sum`` is
+# ``_layernorm_cuda.BLOCK_REDUCE``'s (these kernels are compiled by its ``kernel``).
+_REDUCE = """
 extern "C" __global__ void axonml_bn_stats(const T* x, T* mean, T* var, T* rstd, int N, int C, int L, T eps,
                                            T* rm, T* rv, T keep, T mom, T unbias, long long* batches) {
-    __shared__ T shared[THREADS];
+    __shared__ T shared[32];
     const int c = blockIdx.x;
     const long long count = (long long)N * L;
     T s = 0;
@@ -54,7 +53,7 @@ extern "C" __global__ void axonml_bn_stats(const T* x, T* mean, T* var, T* rstd,
 
 extern "C" __global__ void axonml_bn_grad_sums(const T* g, const T* x, const T* mean, const T* rstd,
                                                T* sum_g, T* sum_gx, int N, int C, int L) {
-    __shared__ T shared[THREADS];
+    __shared__ T shared[32];
     const int c = blockIdx.x;
     const long long count = (long long)N * L;
     const T m = mean[c], r = rstd[c];
@@ -97,22 +96,12 @@ extern "C" __global__ void axonml_bn_grad_input(const T* g, const T* x, const T*
 _MAX_BLOCKS = 4096
 
 
-@functools.cache
-def _module(xp: Any, ctype: str, idx: str) -> Any:
-    """The four kernels for element type ``ctype`` and index type ``idx``, compiled once (as the fused kernels:
-    no FMA contraction, so the elementwise formulas round as before)."""
-    code = f"typedef {ctype} T;\ntypedef {idx} IDX;\n" + _REDUCE.replace("THREADS", str(_THREADS)) + _ELEMENTWISE
-    return xp.RawModule(code=code, options=OPTIONS)
-
-
-@functools.cache
-def _function(xp: Any, name: str, ctype: str, idx: str) -> Any:
-    return _module(xp, ctype, idx).get_function(name)
+# The four kernels' source per index type: BLOCK_REDUCE's kernel cache compiles each once per dtype.
+_SOURCES = {idx: f"typedef {idx} IDX;\n" + _REDUCE + _ELEMENTWISE for idx in ("int", "long long")}
 
 
 def _kernel(xp: Any, name: str, x: Any) -> Any:
-    ctype = "double" if x.dtype.char == "d" else "float"
-    return _function(xp, name, ctype, "int" if x.size < 2**31 else "long long")
+    return _ln.kernel(xp, x.dtype, name, _SOURCES["int" if x.size < 2**31 else "long long"])
 
 
 _NULL = np.uint64(0)
@@ -155,7 +144,7 @@ def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float,
             running: Running | None = None) -> tuple[Any, Any, Any, Any]:
     """(y, mean, biased var, 1/sqrt(var + eps)) of an (N, C, L) array; weight/bias (C,) or None.
 
-    ``running``: the running statistics' update (``norm.Running``), made by the statistics launch itself.
+    ``running``: the running statistics' update (:class:`Running`), made by the statistics launch itself.
     """
     x3 = xp.ascontiguousarray(x3)
     n, c, length = x3.shape
