@@ -28,11 +28,14 @@ def test_capture_without_cuda_is_a_clear_error() -> None:
     assert not ax.cuda.is_current_stream_capturing()
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
-@pytest.mark.parametrize("shapes", [
+_SHAPES = [
     ((7, 5), (5, 3)), ((5,), (5, 3)), ((7, 5), (5,)), ((4, 7, 5), (5, 3)), ((7, 5), (4, 5, 3)),
-    ((2, 3, 7, 5), (2, 3, 5, 4)), ((2, 1, 7, 5), (1, 3, 5, 4)), ((0, 5), (5, 3)), ((7, 0), (0, 3)),
-])
+    ((2, 3, 7, 5), (2, 3, 5, 4)), ((2, 1, 7, 5), (1, 3, 5, 4)), ((0, 5), (5, 3)), ((7, 0), (0, 3)), ((5,), (5,)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+@pytest.mark.parametrize("shapes", _SHAPES)
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.gpu
 @needs_gpu
@@ -57,6 +60,38 @@ def test_capture_blas_matmul_matches_cupy(shapes: tuple[tuple[int, ...], ...], d
     tol = 2e-3 if dtype == "float16" else 1e-6
     np.testing.assert_allclose(cp.asnumpy(got).astype(np.float64), cp.asnumpy(want).astype(np.float64),
                                rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shapes", _SHAPES)
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.gpu
+@needs_gpu
+def test_eager_matmul_calls_cublas_itself(shapes: tuple[tuple[int, ...], ...], dtype: str, transposed: bool,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside a capture, float32/float64 products of every shape skip CuPy's matmul (its host time) and equal
+    NumPy's float64 product."""
+    import cupy as cp
+
+    from axonml.backend import matmul
+
+    rng = np.random.default_rng(1)
+    a64, b64 = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
+    a, b = cp.asarray(a64.astype(dtype)), cp.asarray(b64.astype(dtype))
+    if transposed and a.ndim >= 2:
+        a = cp.ascontiguousarray(cp.swapaxes(a, -1, -2)).swapaxes(-1, -2)
+    if transposed and b.ndim >= 2:
+        b = cp.ascontiguousarray(cp.swapaxes(b, -1, -2)).swapaxes(-1, -2)
+
+    def refused(*_: Any, **__: Any) -> None:
+        raise AssertionError("CuPy's matmul was called")
+
+    monkeypatch.setattr(cp, "matmul", refused)
+    got = matmul(cp, a, b)
+    want = np.matmul(a64, b64)
+    assert got.shape == want.shape and got.dtype == np.dtype(dtype)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(cp.asnumpy(got), want, rtol=tol, atol=tol)
 
 
 @pytest.mark.gpu

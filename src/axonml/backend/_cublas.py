@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -94,22 +95,31 @@ class Blas:
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         """``a @ b`` with NumPy's matmul broadcasting, for float16/bfloat16/float32/float64 CuPy arrays."""
         cp = self.cp
-        dt = np.result_type(a.dtype, b.dtype)
-        if dt.name not in _DTYPES:
+        dt = a.dtype if a.dtype == b.dtype else np.result_type(a.dtype, b.dtype)
+        if dt.char not in _CODES and dt.name not in _DTYPES:
             if out is None:
                 return cp.matmul(a, b)  # integer and complex products: CuPy's own kernels, not cuBLAS
             return cp.matmul(a, b, out=out)
-        a, b = a.astype(dt, copy=False), b.astype(dt, copy=False)
+        if a.dtype != dt:
+            a = a.astype(dt)
+        if b.dtype != dt:
+            b = b.astype(dt)
         vec_a, vec_b = a.ndim == 1, b.ndim == 1
         if vec_a:
             a = a[None, :]
         if vec_b:
             b = b[:, None]
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
         if b.shape[-2] != k:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({k} != {b.shape[-2]})")
-        nb = int(np.prod(batch)) if batch else 1
+        # the batch shape; np.broadcast_shapes (a few microseconds) only when the two really differ
+        if a.ndim == 2 or a.shape[:-2] == b.shape[:-2]:
+            batch = b.shape[:-2]
+        elif b.ndim == 2:
+            batch = a.shape[:-2]
+        else:
+            batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        nb = math.prod(batch)
         shape = (*batch, m, n)
         direct = (out is not None and not (vec_a or vec_b) and out.shape == shape and out.dtype == dt
                   and out.flags.c_contiguous)

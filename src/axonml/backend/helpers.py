@@ -44,21 +44,26 @@ def matmul(xp: Any, a: Any, b: Any, out: Any = None) -> Any:
     """``xp.matmul(a, b, out=out)``, with two CuPy cases handled here.
 
     Inside a CUDA graph capture the product goes through the capture-safe cuBLAS handle
-    (CuPy refuses cuBLAS calls while capturing); outside one, 2-D float32/float64 products call the
-    same cuBLAS function through CuPy's handle (``_cublas.EagerBlas``). CuPy 14 has no batched bfloat16 GEMM (it
-    fails with "data type 'E' not understood"): that product runs in float32 and is rounded
-    back; float32 accumulation is also what a bfloat16 GEMM does, so only the rounding of
-    the inputs' products to the output differs from a native kernel.
+    (CuPy refuses cuBLAS calls while capturing); outside one, float32/float64 products of one dtype call the
+    same cuBLAS function through CuPy's handle (``_cublas.EagerBlas``): CuPy's matmul spends more host time than
+    the GEMM itself (~90 us a batched or matrix-vector product inside a Transformer step, sampled). CuPy 14 has
+    no batched bfloat16 GEMM (it fails with "data type 'E' not understood"): that product runs in float32 and is
+    rounded back; float32 accumulation is also what a bfloat16 GEMM does, so only the rounding of the inputs'
+    products to the output differs from a native kernel.
     """
     if xp is np:
         return np.matmul(a, b, out=out)
     capture = current_capture()
     if capture is not None:
         return capture.blas.matmul(a, b, out)
-    if (a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype.char in "fd" and a.shape[1] == b.shape[0]
-            and (out is None or (out.dtype == a.dtype and out.shape == (a.shape[0], b.shape[1])
-                                 and out.flags.c_contiguous))):
-        return _cublas.eager(xp).product(a, b, out)  # CuPy's matmul spends more host time than the GEMM itself
+    if a.dtype == b.dtype and a.dtype.char in "fd":
+        blas = _cublas.eager(xp)
+        if (a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0]
+                and (out is None or (out.dtype == a.dtype and out.shape == (a.shape[0], b.shape[1])
+                                     and out.flags.c_contiguous))):
+            return blas.product(a, b, out)  # the commonest case, without the general logic
+        if a.ndim and b.ndim:
+            return blas.matmul(a, b, out)
     if a.dtype.name == "bfloat16" and max(a.ndim, b.ndim) > 2:
         c = xp.matmul(a.astype(xp.float32), b.astype(xp.float32)).astype(a.dtype)
         if out is None:

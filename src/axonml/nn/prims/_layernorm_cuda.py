@@ -192,8 +192,10 @@ def backward(xp: Any, g2: Any, x2: Any, mean: Any, rstd: Any, weight: Any, need_
              xp.int32(weight is not None), xp.int32(need_x), xp.int32(want_gg)))
     gw = gb = None
     if gg is not None:
-        sums = col_sum(xp, gg)  # (2D,): one matrix-vector product for both parameters
-        gw, gb = sums[:d], (sums[d:] if need_b else None)
+        # one product per parameter, each into its own buffer: views of one shared result would each be
+        # copied to become a .grad (a launch and an allocation more per parameter than a second product)
+        gw = col_sum(xp, gg[:, :d])
+        gb = col_sum(xp, gg[:, d:]) if need_b else None
     elif need_b:
         gb = col_sum(xp, g2)
     return dx, gw, gb
