@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ...backend import special_erf, special_erfinv
-from ...backend.fused import elementwise, fusable
+from ...backend.fused import FUSED_DTYPES, elementwise, fusable
 from ..dtypes import finfo, from_numpy_dtype, get_default_dtype, is_float_np
 from ..function import Primitive, arrays_only
 from ..tensor import Tensor
@@ -176,6 +176,8 @@ class Erf(_FloatUnary):
         return (-(x * x)).exp() * _TWO_OVER_SQRT_PI
 
 
+# ``maximum(x, 0)`` as NumPy computes it (NaN propagates)
+_RELU = elementwise("axonml_relu", "T x", "T y", "y = ax_max(x, (T)0);")
 # ``g * (y > 0)`` as NumPy computes it (the 0/1 mask times g: NaN and -0 as there), in one CUDA launch
 _RELU_GRAD = elementwise("axonml_relu_grad", "T g, T y", "T dx", "dx = g * (y > (T)0 ? (T)1 : (T)0);")
 
@@ -185,7 +187,12 @@ class Relu(_FloatUnary):
 
     @classmethod
     def forward(cls, ctx: Any, x: Any) -> Any:  # type: ignore[override]
-        return ctx.xp.maximum(x, 0)  # keeps integer dtypes, as torch.relu does
+        xp = ctx.xp
+        if xp is not np and x.dtype in FUSED_DTYPES:  # a raw launch: half the host time of CuPy's maximum
+            y = xp.empty(x.shape, x.dtype)
+            _RELU(x, y)
+            return y
+        return xp.maximum(x, 0)  # keeps integer dtypes, as torch.relu does
 
     def deriv(self) -> Tensor:
         return (self.output > 0).to(self.output.dtype)

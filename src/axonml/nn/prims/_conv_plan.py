@@ -208,7 +208,7 @@ class _Plan:
             _cpu.copy_into(xp, buf[self._head()], gcm)
             return buf.reshape(Co, self.M)
         if xp is not np:
-            return xp.ascontiguousarray(gcm).reshape(Co, self.M)
+            return _conv_cuda.channel_major(xp, g)
         out = np.empty(gcm.shape, g.dtype)
         _cpu.copy_into(xp, out, gcm)
         return out.reshape(Co, self.M)

@@ -21,7 +21,7 @@ import functools
 from typing import Any
 
 from ...backend.fused import FUSED_DTYPES, OPTIONS, PREAMBLE
-from ._fastpath import col_sum
+from ._fastpath import col_sum, split_col_sum
 
 # Block reductions for blocks of a power-of-two size >= 32: a butterfly of warp shuffles, then
 # every warp adds the 32 per-warp totals the same way, so all threads hold the same bits (a fixed
@@ -192,10 +192,9 @@ def backward(xp: Any, g2: Any, x2: Any, mean: Any, rstd: Any, weight: Any, need_
              xp.int32(weight is not None), xp.int32(need_x), xp.int32(want_gg)))
     gw = gb = None
     if gg is not None:
-        # one product per parameter, each into its own buffer: views of one shared result would each be
-        # copied to become a .grad (a launch and an allocation more per parameter than a second product)
-        gw = col_sum(xp, gg[:, :d])
-        gb = col_sum(xp, gg[:, d:]) if need_b else None
+        gw, gb = split_col_sum(xp, gg, d)  # both parameters' sums in one launch, each in its own buffer
+        if not need_b:
+            gb = None
     elif need_b:
         gb = col_sum(xp, g2)
     return dx, gw, gb
