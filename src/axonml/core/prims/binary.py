@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ...backend import select
+from ...backend.fused import FUSED_DTYPES, elementwise
 from ..dtypes import get_default_dtype, is_float_np
 from ..function import Primitive
 from ..tensor import Tensor
@@ -19,11 +22,20 @@ def _zero_like(t: Any) -> Any:
     return None if t is None else t * 0.0
 
 
+_ADD = elementwise("axonml_add", "T a, T b", "T c", "c = a + b;")
+
+
 class Add(Primitive):
     promote = True
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
+        xp = ctx.xp
+        if (xp is not np and type(a) is type(b) and a.shape == b.shape and a.dtype == b.dtype
+                and a.dtype in FUSED_DTYPES):  # a raw launch: half the host time of CuPy's add
+            c = xp.empty(a.shape, a.dtype)
+            _ADD(a, b, c)
+            return c
         return a + b
 
     def backward(self, grad: Tensor) -> tuple[Tensor, Tensor]:
