@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import math
 import re
+import sys
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -142,7 +143,10 @@ class Kernel:
         assert params is not None
         if len(args) != len(params):
             return False
-        ndarray = _cupy().ndarray
+        cp = sys.modules.get("cupy")  # not imported: no CuPy arrays to launch over
+        if cp is None:
+            return False
+        ndarray = cp.ndarray
         dtype = shape = None
         arrays = 0  # bit i: argument i is an array
         for i, (p, a) in enumerate(zip(params, args)):
