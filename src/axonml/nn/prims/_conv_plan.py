@@ -202,13 +202,13 @@ class _Plan:
 
     def _gmat(self, xp: Any, g: Any) -> Any:
         Co = g.shape[1]
+        if xp is not np and not self.grid:
+            return _conv_cuda.channel_major(xp, g)
         gcm = g.transpose(1, 0, *range(2, g.ndim))
         if self.grid:
             buf = xp.zeros((Co, self.B, *self.Sp), g.dtype)
             _cpu.copy_into(xp, buf[self._head()], gcm)
             return buf.reshape(Co, self.M)
-        if xp is not np:
-            return _conv_cuda.channel_major(xp, g)
         out = np.empty(gcm.shape, g.dtype)
         _cpu.copy_into(xp, out, gcm)
         return out.reshape(Co, self.M)

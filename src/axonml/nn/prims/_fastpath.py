@@ -8,13 +8,11 @@ flow, so that higher derivatives work.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
 
 from ...backend import matmul
-from ...backend.fused import OPTIONS
 from ...backend.graphs import current_capture
 from ...core.function import arrays_only as arrays_only  # re-exported for the fused primitives
 from ...core.tensor import Tensor
@@ -75,8 +73,11 @@ def split_col_sum(xp: Any, a: Any, at: int) -> tuple[Any, Any]:
     lo = xp.empty(at, a.dtype)
     hi = xp.empty(cols - at, a.dtype) if at < cols else lo  # never written when empty
     ld = a.strides[0] // a.itemsize
-    _col_sums_kernel(xp, a.dtype.char)(((cols + 31) // 32,), (32, _COL_SUM_ROWS),
-                                       (a, np.int64(rows), np.int64(cols), np.int64(ld), np.int64(at), lo, hi))
+    from . import _layernorm_cuda  # the shared kernel cache; imported here since that module imports this one
+
+    _layernorm_cuda.kernel(xp, a.dtype, "axonml_col_sums", _COL_SUMS)(
+        ((cols + 31) // 32,), (32, _COL_SUM_ROWS),
+        (a, np.int64(rows), np.int64(cols), np.int64(ld), np.int64(at), lo, hi))
     return lo, hi
 
 
@@ -91,7 +92,7 @@ def _column_kernel_fits(xp: Any, a: Any) -> bool:
 
 _COL_SUM_ROWS = 16  # threads per column; each sums every 16th row, then the 16 partial sums add in order
 
-_COL_SUMS = r"""
+_COL_SUMS = f"#define ROWS {_COL_SUM_ROWS}\n" + r"""
 extern "C" __global__ void axonml_col_sums(const T* a, long long rows, long long cols, long long ld,
                                            long long at, T* lo, T* hi) {
     __shared__ T part[ROWS][33];
@@ -109,13 +110,6 @@ extern "C" __global__ void axonml_col_sums(const T* a, long long rows, long long
     }
 }
 """
-
-
-@functools.cache
-def _col_sums_kernel(xp: Any, char: str) -> Any:
-    ctype = "double" if char == "d" else "float"
-    source = f"typedef {ctype} T;\n#define ROWS {_COL_SUM_ROWS}\n{_COL_SUMS}"
-    return xp.RawModule(code=source, options=OPTIONS).get_function("axonml_col_sums")
 
 
 def row_dot(xp: Any, a: Any, b: Any) -> Any:
