@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
+import subprocess
 import sys
 from typing import Any
 
@@ -224,6 +225,25 @@ class TestGPU:
         assert ax.cuda.max_memory_allocated() == ax.cuda.memory_allocated()
         assert isinstance(ax.cuda.get_device_name(0), str) and ax.cuda.get_device_name(0)
         assert ax.cuda.is_available() and ax.cuda.device_count() >= 1
+
+    def test_peak_tracking_starts_on_demand(self) -> None:
+        # a fresh process: CuPy's allocator is plain until peak tracking is asked for, then a peak since the
+        # first max_memory_allocated() (which warns that the peak before it is unknown) is exact
+        code = """
+import warnings, cupy as cp, axonml as ax
+x = ax.zeros(1024, device="cuda")
+assert cp.cuda.get_allocator() == cp.get_default_memory_pool().malloc
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    start = ax.cuda.max_memory_allocated()
+assert start == ax.cuda.memory_allocated() and "peak tracking starts now" in str(w[0].message)
+big = ax.zeros(4 * 2**20, device="cuda")
+del big
+assert ax.cuda.max_memory_allocated() >= start + 16 * 2**20
+print("ok")
+"""
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
     def test_dlpack_and_as_tensor_on_gpu(self) -> None:
         import cupy as cp

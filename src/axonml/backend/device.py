@@ -131,9 +131,6 @@ def _load_cupy(dev: Device) -> ModuleType:
         raise DeviceError(f"device {dev}: CUDA is not available ({e})") from e
     if dev.index is not None and dev.index >= count:
         raise DeviceError(f"device {dev} does not exist: {count} CUDA device(s) visible")
-    from .cuda import install_peak_tracker
-
-    install_peak_tracker(cp)
     return cp
 
 

@@ -24,7 +24,6 @@ CuPy is imported on first use only (never at module import).
 from __future__ import annotations
 
 import importlib
-import math
 import re
 import sys
 from typing import Any, ClassVar, NamedTuple
@@ -129,7 +128,7 @@ class Kernel:
         Kernel.launches += 1
         keep = self._keep
         if keep is not None:
-            args = tuple(args[i] for i in keep)
+            args = tuple([args[i] for i in keep])
         if self._params is not None and self._launch_direct(args, size):
             return
         if size is None:
@@ -148,7 +147,9 @@ class Kernel:
             return False
         ndarray = cp.ndarray
         dtype = shape = None
+        n = size
         arrays = 0  # bit i: argument i is an array
+        scalar_types = []  # the types of the T scalars, checked against the arrays' dtype below
         for i, (p, a) in enumerate(zip(params, args)):
             if type(a) is ndarray:
                 if not a.flags.c_contiguous:
@@ -162,18 +163,21 @@ class Kernel:
                     return False
                 if not p.raw:
                     if shape is None:
-                        shape = a.shape
+                        shape, n = a.shape, a.size
                     elif a.shape != shape:
                         return False
                 arrays |= 1 << i
-            elif p.raw or p.out or (p.type != "T" and type(a) is not _FIXED[p.type][0]):
+            elif p.raw or p.out:
+                return False
+            elif p.type == "T":
+                scalar_types.append(type(a))
+            elif type(a) is not _FIXED[p.type][0]:
                 return False
         if dtype is None or dtype.char not in _T_CTYPES or (size is None) == (shape is None):
             return False
-        if any(p.type == "T" and not arrays >> i & 1 and type(a) is not dtype.type
-               for i, (p, a) in enumerate(zip(params, args))):
-            return False
-        n = size if shape is None else math.prod(shape)
+        for t in scalar_types:
+            if t is not dtype.type:
+                return False
         if n:
             fn = self._direct.get((dtype.char, arrays))
             if fn is None:
@@ -213,7 +217,10 @@ def fusable(dev: Device, *arrays: Any) -> bool:
     dt, shape = a0.dtype, a0.shape
     if dt not in FUSED_DTYPES:
         return False
-    return all(a is None or (a.dtype == dt and a.shape == shape) for a in arrays[1:])
+    for a in arrays[1:]:  # noqa: SIM110 - a loop, not all() over a generator: this runs at every update
+        if a is not None and (a.dtype != dt or a.shape != shape):
+            return False
+    return True
 
 
 def _cupy() -> Any:

@@ -81,8 +81,47 @@ def _padding(op: str, padding: Any, n: int, kernel: tuple[int, ...], stride: tup
     return pad, pad
 
 
+# (op, input/weight/bias shapes and dtypes, stride, padding, dilation, groups) -> (geometry, unbatched) of a
+# call that passed the checks: a model calls each layer with the same arguments at every step
+_CHECKED: dict[tuple[Any, ...], tuple[ConvGeom, bool]] = {}
+
+
 def _conv(op: str, n: int, x: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padding: Any,
           dilation: Any, groups: int) -> Tensor:
+    key = _call_key(op, x, weight, bias, stride, padding, dilation, groups)
+    found = None if key is None else _CHECKED.get(key)
+    if found is None:
+        found = _checked_geometry(op, n, x, weight, bias, stride, padding, dilation, groups)
+        if key is not None:
+            if len(_CHECKED) > 1024:  # shapes that keep changing must not grow it forever
+                _CHECKED.clear()
+            _CHECKED[key] = found
+    geom, unbatched = found
+    out = Conv.apply(x.unsqueeze(0) if unbatched else x, weight, bias, geom, None)
+    return out.squeeze(0) if unbatched else out
+
+
+def _call_key(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any,
+              groups: Any) -> tuple[Any, ...] | None:
+    """What the checks of a call depend on, or None when it cannot key the cache (a non-Tensor, a bool
+    argument, which equals 1 as a key but is refused, or an unhashable sequence)."""
+    if not (isinstance(x, Tensor) and isinstance(weight, Tensor) and (bias is None or isinstance(bias, Tensor))):
+        return None
+    if type(stride) is bool or type(padding) is bool or type(dilation) is bool:
+        return None
+    b = None if bias is None else (bias._data.shape, bias._data.dtype)
+    key = (op, x._data.shape, x._data.dtype, weight._data.shape, weight._data.dtype, b, stride, padding, dilation,
+           groups)
+    try:
+        hash(key)
+    except TypeError:  # lists
+        return None
+    return key
+
+
+def _checked_geometry(op: str, n: int, x: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padding: Any,
+                      dilation: Any, groups: int) -> tuple[ConvGeom, bool]:
+    """(the geometry, whether a batch dimension is to be added) of a call, or a clear error for a bad one."""
     check_float_same(op, x, weight, bias)
     x, unbatched = _batched(op, x, n)
     if weight.ndim != n + 2:
@@ -115,8 +154,7 @@ def _conv(op: str, n: int, x: Tensor, weight: Tensor, bias: Tensor | None, strid
             f"{op}: padded input size per channel {padded} is smaller than the (dilated) kernel size {eff}; "
             f"input {tuple(x.shape)}, weight {tuple(weight.shape)}"
         )
-    out = Conv.apply(x, weight, bias, geom, None)
-    return out.squeeze(0) if unbatched else out
+    return geom, unbatched
 
 
 @autocast_op("lower")

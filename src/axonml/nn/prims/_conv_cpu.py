@@ -128,7 +128,7 @@ _MIN_SPLIT_FLOPS = 6e7  # a convolution below this leaves the threads to OpenBLA
 
 
 @contextlib.contextmanager
-def scope(xp: Any, flops: float) -> Iterator[None]:
+def _cpu_scope(flops: float) -> Iterator[None]:
     """Around a CPU convolution of ``flops`` multiply-adds x 2: who uses the threads.
 
     A large one splits its own work (``split``) with OpenBLAS on one thread (see the module doc).
@@ -139,9 +139,6 @@ def scope(xp: Any, flops: float) -> Iterator[None]:
     halves ran 1.5x faster alone, but the step went from 5.7-6.1 ms to 6.6 (OpenBLAS's threads,
     spinning after the linear layers, hold the other core), so they also stay on one thread.
     """
-    if xp is not np:
-        yield
-        return
     if flops >= _MIN_SPLIT_FLOPS:
         with _blas.single_threaded():
             yield
@@ -152,6 +149,14 @@ def scope(xp: Any, flops: float) -> Iterator[None]:
         yield
     finally:
         _SMALL.on = before
+
+
+_NO_SCOPE = contextlib.nullcontext()
+
+
+def scope(xp: Any, flops: float) -> contextlib.AbstractContextManager[None]:
+    """The CPU's :func:`_cpu_scope`; nothing on a GPU (a shared null context: no generator per call)."""
+    return _NO_SCOPE if xp is not np else _cpu_scope(flops)
 
 
 def _parts(n: int, nbytes: int, minimum: int) -> list[int]:

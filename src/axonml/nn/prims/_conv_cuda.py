@@ -99,9 +99,10 @@ def _col2im_kernel(idx: str, acc: str) -> Kernel:
                        _COL2IM.replace("IDX", _INDEX_CTYPES[idx]).replace("ACC", acc))
 
 
-def _index_type(*arrays: Any) -> str:
-    """32-bit index arithmetic when every index fits (64-bit division costs ~2x on a GPU)."""
-    return "i32" if max(a.size for a in arrays) < 2**31 else "i64"
+def _index_type(a: Any, b: Any) -> str:
+    """32-bit index arithmetic when every index of arrays ``a`` and ``b`` fits (64-bit division costs ~2x on a
+    GPU)."""
+    return "i32" if a.size < 2**31 and b.size < 2**31 else "i64"
 
 
 def geometry(xp: Any, batch: int, channels: int, size: tuple[int, ...], kernel: tuple[int, ...],

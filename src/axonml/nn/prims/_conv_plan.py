@@ -8,13 +8,11 @@ them as arguments and keys its cache on them.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,9 +26,11 @@ _ALL2 = (slice(None), slice(None))
 Switches = tuple[Callable[[float, int], bool], int, float]
 
 
-@dataclass(frozen=True)
-class ConvGeom:
-    """Stride, dilation, zero padding before/after (per spatial dim) and groups of a convolution."""
+class ConvGeom(NamedTuple):
+    """Stride, dilation, zero padding before/after (per spatial dim) and groups of a convolution.
+
+    A named tuple: it keys the plan cache at every call, and a tuple hashes and compares in C (a frozen
+    dataclass's ``__hash__`` and ``__eq__`` are Python calls)."""
 
     stride: tuple[int, ...]
     dilation: tuple[int, ...]
@@ -279,17 +279,18 @@ class _Plan:
 _SHARED = threading.local()
 
 
-@contextlib.contextmanager
-def sharing_gmat() -> Iterator[None]:
+class sharing_gmat:  # noqa: N801 - used as a function: ``with sharing_gmat():``
     """Around a convolution's backward: its input and weight gradients both lay the output gradient out as a
     (Co, M) matrix, a copy (on a GPU a launch) each; inside, the second reuses the first's. Sound because
-    nothing writes the gradient between the two, and the shared matrices go when the block ends."""
-    before = getattr(_SHARED, "gmats", None)
-    _SHARED.gmats = {}
-    try:
-        yield
-    finally:
-        _SHARED.gmats = before
+    nothing writes the gradient between the two, and the shared matrices go when the block ends.
+    (A class, not a generator context manager: this runs at every convolution's backward.)"""
+
+    def __enter__(self) -> None:
+        self.before = getattr(_SHARED, "gmats", None)
+        _SHARED.gmats = {}
+
+    def __exit__(self, *exc: object) -> None:
+        _SHARED.gmats = self.before
 
 
 _PLANS: dict[tuple[Any, ...], _Plan] = {}
