@@ -83,7 +83,7 @@ class Blas:
         that dtype: ``matmul``'s commonest case, without its general logic."""
         m, k = a.shape
         n = b.shape[1]
-        c = self.cp.empty((m, n), a.dtype) if out is None else out
+        c = self.cp.ndarray((m, n), a.dtype) if out is None else out
         if k == 0:
             c.fill(0)
         elif m and n:

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .device import Device
+from .launch import Launcher
 
 __all__ = ["FUSED_DTYPES", "Kernel", "elementwise", "fusable"]
 
@@ -248,7 +249,7 @@ def _build_direct(k: Kernel, params: tuple[_Param, ...], char: str, arrays: int)
               "    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < _axn;\n"
               "         i += (long long)blockDim.x * gridDim.x) {\n"
               f"        {' '.join(binds)}\n        {k.body}\n    }}\n}}\n")
-    return _cupy().RawModule(code=source, options=OPTIONS).get_function(k.name)
+    return Launcher(_cupy().RawModule(code=source, options=OPTIONS).get_function(k.name))
 
 
 def _build(k: Kernel) -> Any:

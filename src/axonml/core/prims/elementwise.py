@@ -189,7 +189,7 @@ class Relu(_FloatUnary):
     def forward(cls, ctx: Any, x: Any) -> Any:  # type: ignore[override]
         xp = ctx.xp
         if xp is not np and x.dtype in FUSED_DTYPES:  # a raw launch: half the host time of CuPy's maximum
-            y = xp.empty(x.shape, x.dtype)
+            y = xp.ndarray(x.shape, x.dtype)
             _RELU(x, y)
             return y
         return xp.maximum(x, 0)  # keeps integer dtypes, as torch.relu does
@@ -200,7 +200,7 @@ class Relu(_FloatUnary):
     def deriv_array(self, g: Any) -> Any:
         out = self.output_array()
         if self.xp is not np and fusable(self.device, g, out):  # one launch where the line below makes two
-            dx = self.xp.empty_like(g)
+            dx = self.xp.ndarray(g.shape, g.dtype)  # C order: the raw launch takes it (CuPy's kernel any layout)
             _RELU_GRAD(g, out, dx)
             return dx
         if self.xp is np and g.shape == out.shape and g.dtype == out.dtype and g.dtype.kind == "f":

@@ -107,9 +107,12 @@ def counted_batch_norm(input: Tensor, running_mean: Tensor | None, running_var: 
     x = _float_input("batch_norm", input)
     if x.ndim < 2:
         raise ShapeError(f"batch_norm: expected an input of shape (N, C, *), got {tuple(x.shape)}")
-    c = x.shape[1]
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        _check_param("batch_norm", name, t, (c,))
+    c = x._data.shape[1]
+    for t in (weight, bias, running_mean, running_var):
+        if t is not None and t._data.shape != (c,):  # the message names which one
+            for name, p in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                            ("running_var", running_var)):
+                _check_param("batch_norm", name, p, (c,))
     if momentum is None:
         raise TypeError("batch_norm: momentum must be a float (the module turns momentum=None into a factor)")
     if not training:

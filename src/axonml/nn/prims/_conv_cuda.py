@@ -123,16 +123,18 @@ def im2col(xp: Any, x: Any, kernel: tuple[int, ...], out: tuple[int, ...], g: An
     nk, m = 1, B
     for k, o in zip(kernel, out):
         nk, m = nk * k, m * o
-    col = xp.empty((C * nk, m), x.dtype)
-    _im2col_kernel(_index_type(col, x))(xp.ascontiguousarray(x), g, col, size=C * m)
+    col = xp.ndarray((C * nk, m), x.dtype)
+    _im2col_kernel(_index_type(col, x))(x if x.flags.c_contiguous else xp.ascontiguousarray(x), g, col,
+                                         size=C * m)
     return col
 
 
 def col2im(xp: Any, dcol: Any, batch: int, channels: int, size: tuple[int, ...], g: Any) -> Any:
     """The adjoint of ``im2col``: (C * prod(K), B * prod(O)) columns summed into a new (B, C, *size) array."""
-    dx = xp.empty((batch, channels, *size), dcol.dtype)
+    dx = xp.ndarray((batch, channels, *size), dcol.dtype)
     acc = "double" if dcol.dtype == xp.float64 else "float"
-    _col2im_kernel(_index_type(dcol, dx), acc)(xp.ascontiguousarray(dcol), g, dx)
+    _col2im_kernel(_index_type(dcol, dx), acc)(dcol if dcol.flags.c_contiguous else xp.ascontiguousarray(dcol),
+                                                g, dx)
     return dx
 
 
@@ -146,6 +148,7 @@ def channel_major(xp: Any, g: Any) -> Any:
     transposed view resolves its strides on the host: ~3x the host time)."""
     B, C = g.shape[:2]
     S = g.size // (B * C) if B * C else 0
-    out = xp.empty((C, B * S), g.dtype)
-    _CHANNEL_MAJOR(xp.ascontiguousarray(g), np.int64(B), np.int64(C), np.int64(S), out)
+    out = xp.ndarray((C, B * S), g.dtype)
+    _CHANNEL_MAJOR(g if g.flags.c_contiguous else xp.ascontiguousarray(g), np.int64(B), np.int64(C), np.int64(S),
+                   out)
     return out

@@ -17,10 +17,16 @@ from ...backend.graphs import current_capture
 from ...core.function import arrays_only as arrays_only  # re-exported for the fused primitives
 from ...core.tensor import Tensor
 
+_COMPUTE: dict[Any, Any] = {}
+
 
 def compute_dtype(np_dtype: Any) -> Any:
     """The dtype statistics are computed in: float32 for half precision (as PyTorch), else the dtype itself."""
-    return np.dtype(np.float32) if np.dtype(np_dtype).itemsize < 4 else np.dtype(np_dtype)
+    ct = _COMPUTE.get(np_dtype)
+    if ct is None:  # once per dtype: np.dtype() costs more than the lookup
+        dt = np.dtype(np_dtype)
+        ct = _COMPUTE[np_dtype] = np.dtype(np.float32) if dt.itemsize < 4 else dt
+    return ct
 
 
 def as_compute(a: Any, ct: Any) -> Any:

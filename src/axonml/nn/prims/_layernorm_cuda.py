@@ -21,6 +21,7 @@ import functools
 from typing import Any
 
 from ...backend.fused import FUSED_DTYPES, OPTIONS, PREAMBLE
+from ...backend.launch import Launcher
 from ._fastpath import col_sum, split_col_sum
 
 # Block reductions for blocks of a power-of-two size >= 32: a butterfly of warp shuffles, then
@@ -151,8 +152,9 @@ def _module(xp: Any, ctype: str, source: str) -> Any:
 @functools.cache
 def kernel(xp: Any, dtype: Any, name: str, source: str = _KERNELS) -> Any:
     """The kernel ``name`` of CUDA C++ ``source`` (written over ``BLOCK_REDUCE``) for ``dtype``, compiled once
-    per dtype; the function objects are kept too (looking one up costs host time on every call)."""
-    return _module(xp, "double" if dtype == xp.float64 else "float", source).get_function(name)
+    per dtype, as a :class:`~axonml.backend.launch.Launcher` (kept: looking a function up costs host time on
+    every call, and the launcher packs its arguments with less host time than CuPy's call)."""
+    return Launcher(_module(xp, "double" if dtype == xp.float64 else "float", source).get_function(name))
 
 
 def forward(xp: Any, x2: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any]:

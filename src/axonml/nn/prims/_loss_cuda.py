@@ -109,8 +109,8 @@ def forward(xp: Any, x2: Any, target: Any, ignore_index: int, reduction: str) ->
     """(loss, softmax, count of targets not ignored, (lowest, highest) such target as a device array) of
     (N, C) float32/float64 logits and (N,) int64 targets; ``loss`` is (N,) for reduction 'none', else a scalar."""
     n, c = x2.shape
-    prob = xp.empty(x2.shape, x2.dtype)
-    rows = xp.empty(n, x2.dtype)
+    prob = xp.ndarray(x2.shape, x2.dtype)
+    rows = xp.ndarray((n,), x2.dtype)
     ignore = np.int64(ignore_index)
     _kernel(xp, "axonml_ce_rows", x2.dtype)((n,), (_THREADS,), (x2, target, ignore, np.int32(c), prob, rows))
     out, count = xp.empty((), x2.dtype), xp.empty((), x2.dtype)
@@ -123,7 +123,7 @@ def forward(xp: Any, x2: Any, target: Any, ignore_index: int, reduction: str) ->
 def backward(xp: Any, prob: Any, target: Any, ignore_index: int, g: Any, count: Any, reduction: str) -> Any:
     """d loss / d logits, (N, C), for the incoming gradient ``g`` (a scalar, or (N,) for reduction 'none')."""
     n, c = prob.shape
-    gx = xp.empty(prob.shape, prob.dtype)
+    gx = xp.ndarray(prob.shape, prob.dtype)
     size = n * c
     blocks = min(_MAX_BLOCKS, -(-size // _THREADS))
     if size:

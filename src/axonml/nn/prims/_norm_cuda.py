@@ -146,10 +146,13 @@ def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float,
 
     ``running``: the running statistics' update (:class:`Running`), made by the statistics launch itself.
     """
-    x3 = xp.ascontiguousarray(x3)
+    if not x3.flags.c_contiguous:
+        x3 = xp.ascontiguousarray(x3)
     n, c, length = x3.shape
-    mean, var, rstd = xp.empty((3, c), x3.dtype)  # one allocation for the three
-    T = x3.dtype.type
+    dt = x3.dtype
+    stats = xp.ndarray((3, c), dt)  # one allocation for mean, var, rstd (``ndarray``: ``empty`` wraps it in Python)
+    mean, var, rstd = stats[0], stats[1], stats[2]
+    T = dt.type
     if running is None:
         update: tuple[Any, ...] = (_NULL, _NULL, T(0), T(0), T(0), _NULL)
     else:
@@ -157,7 +160,7 @@ def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float,
                   T(running.unbias), _or_null(running.count))
     _kernel(xp, "axonml_bn_stats", x3)((c,), (_THREADS,), (x3, mean, var, rstd, np.int32(n), np.int32(c),
                                                         np.int32(length), T(eps), *update))
-    y = xp.empty(x3.shape, x3.dtype)  # empty_like costs ~2x the host time
+    y = xp.ndarray(x3.shape, dt)
     _elementwise(xp, "axonml_bn_normalize", x3, x3, mean, rstd, _pointer(weight), _pointer(bias), y)
     return y, mean, var, rstd
 
@@ -165,15 +168,19 @@ def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float,
 def backward(xp: Any, g3: Any, x3: Any, mean: Any, rstd: Any, weight: Any, n: int,
              need_x: bool) -> tuple[Any, Any, Any]:
     """(sum of g, sum of g * xhat, dx or None) per channel, for (N, C, L) arrays ``g3`` and ``x3``."""
-    g3, x3 = xp.ascontiguousarray(g3), xp.ascontiguousarray(x3)
+    if not g3.flags.c_contiguous:
+        g3 = xp.ascontiguousarray(g3)
+    if not x3.flags.c_contiguous:
+        x3 = xp.ascontiguousarray(x3)
     batch, c, length = x3.shape
+    dt = x3.dtype
     # two allocations: these become the weight's and bias's .grad, which take over buffers nothing else shares
-    sum_g, sum_gx = xp.empty(c, x3.dtype), xp.empty(c, x3.dtype)
+    sum_g, sum_gx = xp.ndarray((c,), dt), xp.ndarray((c,), dt)
     _kernel(xp, "axonml_bn_grad_sums", x3)((c,), (_THREADS,), (g3, x3, mean, rstd, sum_g, sum_gx, np.int32(batch),
                                                             np.int32(c), np.int32(length)))
     if not need_x:
         return sum_g, sum_gx, None
-    dx = xp.empty(x3.shape, x3.dtype)
+    dx = xp.ndarray(x3.shape, dt)
     _elementwise(xp, "axonml_bn_grad_input", x3, g3, x3, mean, rstd, _pointer(weight), sum_g, sum_gx,
-                 x3.dtype.type(1.0 / n), dx)
+                 dt.type(1.0 / n), dx)
     return sum_g, sum_gx, dx

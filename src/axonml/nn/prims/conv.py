@@ -165,7 +165,7 @@ def _pointwise_transposed_cuda(xp: Any, g: Any, w: Any, b: Any) -> Any:
     """``convT(g, w) + b`` of a 1x1, stride-1 convolution on CUDA: ``z[i] = W^T @ g[i]`` per sample, one batched
     GEMM writing (B, Ci, *S) in place (no columns, no col2im)."""
     B, Co, C = g.shape[0], w.shape[0], w.shape[1]
-    z = xp.empty((B, C, *g.shape[2:]), g.dtype)
+    z = xp.ndarray((B, C, *g.shape[2:]), g.dtype)
     batched_matmul(xp, w.reshape(Co, C).T, xp.ascontiguousarray(g).reshape(B, Co, -1), z.reshape(B, C, -1))
     if b is not None:
         z += b.reshape((1, C) + (1,) * (g.ndim - 2))
@@ -184,7 +184,7 @@ def _conv_forward_cuda(xp: Any, x: Any, w: Any, b: Any, plan: _Plan, geom: ConvG
         cols = xp.ascontiguousarray(x).reshape(B, x.shape[1], L)
     else:
         cols = plan.cols(xp, x).reshape(-1, B, L).transpose(1, 0, 2)  # (B, C * prod(K), L), a view
-    y = xp.empty((B, Co, *out), x.dtype)
+    y = xp.ndarray((B, Co, *out), x.dtype)
     batched_matmul(xp, w.reshape(Co, -1), cols, y.reshape(B, Co, L))
     if b is not None:
         y += b.reshape((1, Co) + (1,) * len(out))

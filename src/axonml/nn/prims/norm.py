@@ -261,7 +261,8 @@ class BatchNorm(Primitive):
             return (*_composed_backward(self, grad, self._dims(), 1), None, None, None)
         x, w, b = self.inputs[:3]
         xp = self.xp
-        need_x, need_w, need_b = (e is not None for e in self.next_edges[:3])
+        ex, ew, eb = self.next_edges[:3]
+        need_x, need_w, need_b = ex is not None, ew is not None, eb is not None
         ct = compute_dtype(x._data.dtype)
         g = as_compute(_channels(grad._data), ct)
         x3 = as_compute(_channels(x._data), ct)
