@@ -273,3 +273,21 @@ def test_numpy_interop_returns_tensor() -> None:
     for r in (a + x, a * x, a - x, a / x):
         assert isinstance(r, ax.Tensor)
     np.testing.assert_allclose((a - x).numpy(), [0.0, -1.0, -2.0])
+
+
+def test_make_sets_what_init_sets() -> None:
+    # Tensor._make inlines _init's assignments: the two must leave every slot alike
+    from axonml.backend import CPU
+    from axonml.core.tensor import Tensor, _init, _new
+
+    data = np.zeros(3)
+    made = Tensor._make(data, CPU)
+    inited = _new(Tensor)
+    _init(inited, data, CPU)
+    for slot in Tensor.__slots__:
+        if slot == "__weakref__":
+            continue
+        assert hasattr(made, slot) == hasattr(inited, slot), slot
+        if hasattr(made, slot) and slot != "_data":
+            assert getattr(made, slot) == getattr(inited, slot), slot
+    assert made._data is inited._data and made._version is not inited._version  # a version box each

@@ -87,8 +87,8 @@ class Device:
                 return False
         return self is other
 
-    def __hash__(self) -> int:
-        return hash((self.type, self.index))
+    # identity, as ``__eq__`` (devices are interned): a C-level hash, since devices key per-step dictionaries
+    __hash__ = object.__hash__
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Device, (str(self),))

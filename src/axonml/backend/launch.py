@@ -7,10 +7,10 @@ launch itself (py-spy, native stacks). A :class:`Launcher` packs the arguments i
 buffer with ``struct`` and calls the driver's ``cuLaunchKernel`` through CuPy's binding, on CuPy's
 current stream (so launches inside a CUDA graph capture are captured, as CuPy's are).
 
-Arguments are CuPy arrays, passed as their device address (a ``T*`` parameter), and NumPy scalars,
-passed by value at their own width (``np.int32`` for an ``int`` parameter, ``np.float32`` for a
-``float``, ``np.uint64(0)`` for a null pointer). A Python number has no C width: it is refused with
-a TypeError rather than guessed.
+Arguments are CuPy arrays (``cupy.ndarray`` itself, not a subclass), passed as their device address
+(a ``T*`` parameter), and NumPy scalars, passed by value at their own width (``np.int32`` for an
+``int`` parameter, ``np.float32`` for a ``float``, ``np.uint64(0)`` for a null pointer). A Python
+number has no C width: it is refused with a TypeError rather than guessed.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _layout(types: tuple[type, ...], ndarray: type) -> struct.Struct:
         raise TypeError(f"a kernel launch takes at most {_MAX_ARGS} arguments, got {len(types)}")
     fmt = ["="]
     for t in types:
-        code = "Q" if issubclass(t, ndarray) else _CODES.get(t)
+        code = "Q" if t is ndarray else _CODES.get(t)
         if code is None:
             raise TypeError(f"a kernel argument must be a CuPy array or a NumPy scalar of a fixed width, got "
                             f"{t.__name__}")
@@ -78,7 +78,7 @@ class Launcher:
         layout = self._layouts.get(key)
         if layout is None:
             layout = self._layouts[key] = _layout(key, ndarray)
-        values = [a.data.ptr if isinstance(a, ndarray) else a for a in args]
+        values = [a.data.ptr if type(a) is ndarray else a for a in args]
         gx, gy, gz = (*grid, 1, 1)[:3]
         bx, by, bz = (*block, 1, 1)[:3]
         stream = cp.cuda.get_current_stream().ptr

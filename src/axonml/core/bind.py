@@ -116,7 +116,7 @@ def _install() -> None:
     T.__rmatmul__ = lambda self, other: m.matmul(other, self)  # type: ignore[attr-defined]
     T.__eq__ = _binary(B.Eq)  # type: ignore[assignment]
     T.__ne__ = _binary(B.Ne)  # type: ignore[assignment]
-    T.__hash__ = lambda self: id(self)  # type: ignore[assignment]
+    T.__hash__ = object.__hash__  # type: ignore[assignment]  # identity (``==`` is elementwise), in C
     for op in ("add", "sub", "mul", "truediv", "pow", "floordiv", "mod", "and", "or", "xor", "lshift", "rshift"):
         setattr(T, f"__r{op}__", _reflected(OPERATORS[f"__{op}__"]))
     T.__neg__ = FUNCTIONS["neg"]  # type: ignore[attr-defined]

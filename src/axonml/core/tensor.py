@@ -102,9 +102,24 @@ class Tensor:
 
     @staticmethod
     def _make(data: Any, device: Device) -> Tensor:
-        """Wrap an array already on ``device`` (no checks: internal fast path)."""
+        """Wrap an array already on ``device`` (no checks: internal fast path).
+
+        :func:`_init`'s assignments, inlined: every op result passes here, and the call cost as much as
+        the body (a test keeps the two in step)."""
         t = _new(Tensor)
-        _init(t, data, device)
+        t._data = data
+        t._device = device
+        t._requires_grad = False
+        t._grad = None
+        t._grad_fn = None
+        t._output_nr = 0
+        t._version = [0]
+        t._base = None
+        t._tangent = None
+        t._grad_acc = None
+        t._retains_grad = False
+        t._vfn = None
+        t._leaf_hooks = None
         return t
 
     # ----- state ---------------------------------------------------------------

@@ -128,7 +128,7 @@ _MIN_SPLIT_FLOPS = 6e7  # a convolution below this leaves the threads to OpenBLA
 
 
 @contextlib.contextmanager
-def _cpu_scope(flops: float) -> Iterator[None]:
+def scope(flops: float) -> Iterator[None]:
     """Around a CPU convolution of ``flops`` multiply-adds x 2: who uses the threads.
 
     A large one splits its own work (``split``) with OpenBLAS on one thread (see the module doc).
@@ -149,14 +149,6 @@ def _cpu_scope(flops: float) -> Iterator[None]:
         yield
     finally:
         _SMALL.on = before
-
-
-_NO_SCOPE = contextlib.nullcontext()
-
-
-def scope(xp: Any, flops: float) -> contextlib.AbstractContextManager[None]:
-    """The CPU's :func:`_cpu_scope`; nothing on a GPU (a shared null context: no generator per call)."""
-    return _NO_SCOPE if xp is not np else _cpu_scope(flops)
 
 
 def _parts(n: int, nbytes: int, minimum: int) -> list[int]:

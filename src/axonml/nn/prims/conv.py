@@ -202,8 +202,11 @@ class Conv(Primitive):
 
     @staticmethod
     def forward(ctx: Any, x: Any, w: Any, b: Any, geom: ConvGeom, osize: tuple[int, ...] | None) -> Any:
-        with _cpu.scope(ctx.xp, 2.0 * x.size * w.size / max(x.shape[1], 1)):
-            return _conv_forward(ctx.xp, x, w, b, geom, osize)
+        xp = ctx.xp
+        if xp is not np:  # the thread scope is the CPU's
+            return _conv_forward(xp, x, w, b, geom, osize)
+        with _cpu.scope(2.0 * x.size * w.size / max(x.shape[1], 1)):
+            return _conv_forward(xp, x, w, b, geom, osize)
 
     def backward(self, grad: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         x, w, b, geom, _ = self.inputs
@@ -241,8 +244,11 @@ class ConvTranspose(Primitive):
 
     @staticmethod
     def forward(ctx: Any, g: Any, w: Any, b: Any, geom: ConvGeom, size: tuple[int, ...]) -> Any:
-        with _cpu.scope(ctx.xp, 2.0 * g.size * w.size / max(g.shape[1], 1)):
-            return ConvTranspose._forward(ctx.xp, g, w, b, geom, size)
+        xp = ctx.xp
+        if xp is not np:
+            return ConvTranspose._forward(xp, g, w, b, geom, size)
+        with _cpu.scope(2.0 * g.size * w.size / max(g.shape[1], 1)):
+            return ConvTranspose._forward(xp, g, w, b, geom, size)
 
     @staticmethod
     def _forward(xp: Any, g: Any, w: Any, b: Any, geom: ConvGeom, size: tuple[int, ...]) -> Any:
@@ -298,8 +304,11 @@ class ConvWeight(Primitive):
 
     @staticmethod
     def forward(ctx: Any, x: Any, g: Any, geom: ConvGeom, kernel: tuple[int, ...]) -> Any:
-        with _cpu.scope(ctx.xp, 2.0 * x.size * g.shape[1] * math.prod(kernel) / geom.groups):
-            return ConvWeight._forward(ctx.xp, x, g, geom, kernel)
+        xp = ctx.xp
+        if xp is not np:
+            return ConvWeight._forward(xp, x, g, geom, kernel)
+        with _cpu.scope(2.0 * x.size * g.shape[1] * math.prod(kernel) / geom.groups):
+            return ConvWeight._forward(xp, x, g, geom, kernel)
 
     @staticmethod
     def _forward(xp: Any, x: Any, g: Any, geom: ConvGeom, kernel: tuple[int, ...]) -> Any:
