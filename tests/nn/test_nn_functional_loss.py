@@ -814,7 +814,7 @@ def test_cross_entropy_cuda_checks_targets_and_ignores_all() -> None:
     x = ax.randn(4, 5, device="cuda", requires_grad=True)
     for bad, named in (([0, 1, 5, 3], 5), ([0, -2, 2, 3], -2)):
         with pytest.raises(IndexingError, match=f"target {named} is out of bounds for 5 classes"):
-            F.cross_entropy(x, ax.tensor(bad, device="cuda"))
+            F.cross_entropy(x, ax.tensor(bad, device="cuda")).item()  # checked once the host reads a value
     # an ignored target may lie outside the classes; a batch of only ignored targets has a 0/0 mean, as PyTorch
     t = ax.tensor([-100, -100, -100, -100], device="cuda")
     assert np.isnan(F.cross_entropy(x, t).item())
@@ -832,3 +832,32 @@ def test_cross_entropy_cuda_checks_targets_and_ignores_all() -> None:
     z[1, 3] = np.nan
     rows = F.cross_entropy(ax.tensor(z, device="cuda"), ax.tensor([0, 0], device="cuda"), reduction="none")
     assert np.array_equal(np.isnan(rows.cpu().numpy()), [False, True])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")
+def test_cross_entropy_cuda_target_check_waits_for_the_next_sync() -> None:
+    # the target range is read back without stalling the host: at the end of the backward, at a read of a
+    # value, at synchronize(), or at the next cross entropy; the device stays usable after the error
+    from axonml.backend import checks
+
+    x = ax.randn(4, 5, device="cuda", requires_grad=True)
+    bad, good = ax.tensor([0, 7, 1, 2], device="cuda"), ax.tensor([0, 4, 1, 2], device="cuda")
+    loss = F.cross_entropy(x, bad)
+    assert len(checks._PENDING) == 1
+    with pytest.raises(IndexingError, match="target 7 is out of bounds for 5 classes"):
+        loss.backward()
+    assert not checks._PENDING
+    F.cross_entropy(x, bad)
+    with pytest.raises(IndexingError, match="target 7"):
+        ax.cuda.synchronize()
+    F.cross_entropy(x, bad)
+    with pytest.raises(IndexingError, match="target 7"):
+        F.cross_entropy(x, good)  # the earlier call's error, before this call's work
+    F.cross_entropy(x, bad)
+    with pytest.raises(IndexingError, match="target 7"):
+        ax.ones(2, device="cuda").cpu()
+    ref = F.cross_entropy(x.detach().cpu(), good.cpu()).item()
+    loss = F.cross_entropy(x, good)
+    loss.backward()
+    assert loss.item() == pytest.approx(ref, rel=1e-6) and not checks._PENDING

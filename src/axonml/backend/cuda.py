@@ -11,6 +11,7 @@ import warnings
 from types import ModuleType
 
 from ..errors import DeviceError
+from . import checks
 
 
 def _cupy() -> ModuleType | None:
@@ -53,6 +54,7 @@ def synchronize(device: int | None = None) -> None:
     else:
         with cp.cuda.Device(device):
             cp.cuda.runtime.deviceSynchronize()
+    checks.run_pending()
 
 
 def get_device_name(device: int = 0) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _cublas
+from . import _cublas, checks
 from .device import CPU, Device, device_of_array
 from .graphs import current_capture
 
@@ -17,7 +17,9 @@ def move_array(a: Any, device: Device) -> Any:
     if src is device:
         return a
     if device is CPU:
-        return a.get()
+        host = a.get()
+        checks.run_pending()  # the copy waited for the GPU: the values deferred checks read are there
+        return host
     xp = device.xp
     with xp.cuda.Device(device.index):
         return xp.asarray(a)

@@ -19,7 +19,7 @@ import ctypes
 import struct
 import sys
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -65,15 +65,15 @@ class Launcher:
 
     def __call__(self, grid: tuple[int, ...], block: tuple[int, ...], args: tuple[Any, ...],
                  shared_mem: int = 0) -> None:
-        cp = sys.modules["cupy"]  # arguments are CuPy arrays: CuPy is loaded
-        ndarray = cp.ndarray
+        cuda = _CUDA or _bind()
         if not getattr(_THREAD, "ready", False):  # a thread's first launch: the runtime makes the context current
-            cp.cuda.runtime.free(0)
+            cuda.runtime.free(0)
             _THREAD.ready = True
-        device = cp.cuda.runtime.getDevice()
+        device = cuda.get_device()
         function = self._functions.get(device)
         if function is None:
             function = self._functions[device] = self.kernel.kernel.ptr  # loads it on the current device
+        ndarray = cuda.ndarray
         key = tuple([type(a) for a in args])
         layout = self._layouts.get(key)
         if layout is None:
@@ -81,7 +81,28 @@ class Launcher:
         values = [a.data.ptr if type(a) is ndarray else a for a in args]
         gx, gy, gz = (*grid, 1, 1)[:3]
         bx, by, bz = (*block, 1, 1)[:3]
-        stream = cp.cuda.get_current_stream().ptr
+        stream = cuda.current_stream().ptr
         with self._lock:
             layout.pack_into(self._buffer, 0, *values)
-            cp.cuda.driver.launchKernel(function, gx, gy, gz, bx, by, bz, shared_mem, stream, self._params_ptr, 0)
+            cuda.launch(function, gx, gy, gz, bx, by, bz, shared_mem, stream, self._params_ptr, 0)
+
+
+class _Cuda(NamedTuple):
+    """CuPy's functions a launch calls, looked up once (each attribute chain costs host time per launch)."""
+
+    ndarray: Any
+    runtime: Any
+    get_device: Any
+    current_stream: Any
+    launch: Any
+
+
+_CUDA: _Cuda | None = None
+
+
+def _bind() -> _Cuda:
+    global _CUDA
+    cp = sys.modules["cupy"]  # arguments are CuPy arrays: CuPy is loaded
+    _CUDA = _Cuda(cp.ndarray, cp.cuda.runtime, cp.cuda.runtime.getDevice, cp.cuda.get_current_stream,
+                  cp.cuda.driver.launchKernel)
+    return _CUDA

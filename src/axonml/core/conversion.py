@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..backend import CPU, as_device
+from ..backend import CPU, as_device, checks
 from ..errors import AutogradError, DeviceError, ShapeError
 from . import dtypes as _dt
 
@@ -94,8 +94,13 @@ def type_as(self: Tensor, other: Tensor) -> Tensor:
 
 # ----- NumPy, Python values, DLPack ----------------------------------------------------
 def host(self: Tensor) -> np.ndarray:
-    """The array on the host (``Tensor._host``): the array itself on the CPU, a copy from a GPU."""
-    return self._data if self._device is CPU else self._data.get()  # type: ignore[no-any-return]
+    """The array on the host (``Tensor._host``): the array itself on the CPU, a copy from a GPU (after which the
+    deferred checks of values computed before it run: the copy waited for them anyway)."""
+    if self._device is CPU:
+        return self._data  # type: ignore[no-any-return]
+    a = self._data.get()
+    checks.run_pending()
+    return a  # type: ignore[no-any-return]
 
 
 def numpy(self: Tensor, force: bool = False) -> np.ndarray:
@@ -109,7 +114,7 @@ def numpy(self: Tensor, force: bool = False) -> np.ndarray:
     if self._device is not CPU:
         if not force:
             raise DeviceError(f"can't convert a {self._device} tensor to NumPy; use tensor.cpu() first")
-        return self._data.get()  # type: ignore[no-any-return]
+        return host(self)
     return self._data  # type: ignore[no-any-return]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..backend import checks
 from ..errors import AutogradError, ShapeError
 from .accumulate import AccumulateGrad, _RetainGradHook
 from .anomaly import ANOMALY
@@ -172,6 +173,7 @@ def run_backward(
                 node.release()
     finally:
         GRAD_ENABLED.reset(prev)
+    checks.run_pending()  # what ops deferred (cross entropy's targets), now that the whole backward is queued
 
     if capture is None:
         return None

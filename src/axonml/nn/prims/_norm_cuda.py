@@ -150,8 +150,8 @@ def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float,
         x3 = xp.ascontiguousarray(x3)
     n, c, length = x3.shape
     dt = x3.dtype
-    stats = xp.ndarray((3, c), dt)  # one allocation for mean, var, rstd (``ndarray``: ``empty`` wraps it in Python)
-    mean, var, rstd = stats[0], stats[1], stats[2]
+    # ``ndarray``: ``empty`` wraps it in Python; three arrays: slicing one costs more host time than allocating
+    mean, var, rstd = xp.ndarray((c,), dt), xp.ndarray((c,), dt), xp.ndarray((c,), dt)
     T = dt.type
     if running is None:
         update: tuple[Any, ...] = (_NULL, _NULL, T(0), T(0), T(0), _NULL)

@@ -13,11 +13,12 @@ the common cases come here (see ``cross_entropy`` and ``mse_loss``).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
-from ...backend import matmul
+from ...backend import checks, matmul
 from ...backend.graphs import current_capture
 from ...core.function import Primitive
 from ...core.tensor import Tensor
@@ -166,13 +167,21 @@ class CrossEntropy(Primitive):
         return d.reshape(self._inputs[1].shape)
 
 
+def _check_target_range(classes: int, span: np.ndarray) -> None:
+    """Raise for a (lowest, highest) target not ignored outside ``[0, classes)`` (lowest > highest: none)."""
+    lo, hi = int(span[0]), int(span[1])
+    if lo <= hi and (lo < 0 or hi >= classes):
+        raise IndexingError(f"cross_entropy: target {lo if lo < 0 else hi} is out of bounds for {classes} classes")
+
+
 class CrossEntropyCuda(CrossEntropy):
     """``CrossEntropy`` on CUDA in three launches (``_loss_cuda``).
 
     Called as ``CrossEntropyCuda.apply(x, targets, ignore_index, reduction)`` with x (N, C) or (C,)
     float32/float64 and the integer targets as given: the kernels skip ignored targets and find
-    the range of the others, which is checked here (one copy back; not inside a CUDA graph
-    capture, which cannot read values).
+    the range of the others, which is checked without stalling the host (``backend.checks``: at
+    the end of the backward, the next read of a value, or the next call; not inside a CUDA graph
+    capture, which cannot read values). Rows with a bad target read no logit at it.
     """
 
     @staticmethod
@@ -180,12 +189,10 @@ class CrossEntropyCuda(CrossEntropy):
         xp = ctx.xp
         x2 = xp.ascontiguousarray(x.reshape(-1, x.shape[-1]))
         t = xp.ascontiguousarray(targets.reshape(-1).astype(np.int64, copy=False))
+        checks.run_pending()  # an earlier call's targets first (their values arrived long ago)
         loss, prob, count, span = _loss_cuda.forward(xp, x2, t, ignore_index, reduction)
-        if current_capture() is None:
-            lo, hi = (int(v) for v in span.get())
-            if lo <= hi and (lo < 0 or hi >= x2.shape[1]):
-                raise IndexingError(f"cross_entropy: target {lo if lo < 0 else hi} is out of bounds for "
-                                    f"{x2.shape[1]} classes")
+        if current_capture() is None:  # a capture cannot read values: its replays go unchecked
+            checks.defer(xp, span, functools.partial(_check_target_range, x2.shape[1]))
         ctx._saved = (prob, t, count)
         ctx.reduction, ctx.ignore_index = reduction, ignore_index
         return loss.reshape(targets.shape) if reduction == "none" else loss
