@@ -264,24 +264,6 @@ def test_norm_layers_default_dtype_and_float32_forward() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")
-@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (2, 2, 200, 200)])  # a channel under / over _FUSED_MAX values
-@pytest.mark.parametrize("affine", [True, False])
-def test_batch_norm_cuda_launch_paths_match_cpu(shape: tuple[int, ...], affine: bool) -> None:
-    # one launch each way per batch norm when a channel is small, two (stats or sums, then elementwise) when large
-    from axonml.nn.prims import _norm_cuda
-
-    assert (shape[0] * shape[2] * shape[3] <= _norm_cuda._FUSED_MAX) == (shape[2] == 5)
-    rng = np.random.default_rng(1)
-    bn = BatchNorm2d(shape[1], affine=affine, dtype=ax.float64)
-    if affine:
-        with ax.no_grad():
-            bn.weight.copy_(ax.tensor(rng.standard_normal(shape[1])))
-            bn.bias.copy_(ax.tensor(rng.standard_normal(shape[1])))
-    cpu_vs_cuda(bn, [rng.standard_normal(shape) * 3 + 1])
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not ax.cuda.is_available(), reason="no CUDA GPU")
 def test_norm_layers_on_cuda_match_cpu() -> None:
     rng = np.random.default_rng(0)
     bn = BatchNorm1d(3, momentum=None, dtype=ax.float64)

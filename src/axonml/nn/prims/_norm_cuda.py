@@ -2,14 +2,10 @@
 
 The array code of ``norm.BatchNorm`` runs ~15 NumPy-style calls forward and ~20 backward;
 on a GPU each is a launch costing ~10 us of CPU time, more than the work of a CIFAR-sized
-layer. Here a forward is one launch (each channel's block computes its statistics, then
-normalizes, scales and shifts the channel) and a backward one (per-channel sums, then the
-input gradient); a channel of more than ``_FUSED_MAX`` values takes two launches each way
-instead (statistics or sums one block per channel, then one thread per element), where a
-block per channel would leave most of the GPU idle for the elementwise part. The same
-formulas either way. The per-channel sums run one block per channel: CuPy's generic
-reductions over axes (0, 2) of an (N, C, L) array took 0.2-0.4 ms each on an H100 for a
-CIFAR ResNet layer.
+layer. Here a forward is two launches (per-channel statistics, normalize-scale-shift) and
+a backward two (per-channel sums, the input gradient), with the same formulas. The
+per-channel sums run one block per channel: CuPy's generic reductions over axes (0, 2)
+of an (N, C, L) array took 0.2-0.4 ms each on an H100 for a CIFAR ResNet layer.
 Inputs are contiguous (N, C, L) arrays in the compute dtype (float32 or float64);
 per-channel arrays are (C,) and contiguous.
 """
@@ -76,69 +72,6 @@ extern "C" __global__ void axonml_bn_grad_sums(const T* g, const T* x, const T* 
 }
 """
 
-# The same work in one launch each way for channels of at most _FUSED_MAX values: the channel's block goes on to
-# write its outputs (same formulas, same order of operations as the two-launch kernels), halving the launches
-# (~10 us of host time each; ResNet-18 makes 80 a step) at the price of fewer blocks over the elementwise part.
-_FUSED = """
-extern "C" __global__ void axonml_bn_forward(const T* x, T* mean, T* var, T* rstd, int N, int C, int L, T eps,
-                                             T* rm, T* rv, T keep, T mom, T unbias, long long* batches,
-                                             const T* w, const T* b, T* y) {
-    __shared__ T shared[32];
-    const int c = blockIdx.x;
-    const long long count = (long long)N * L;
-    T s = 0;
-    for (long long i = threadIdx.x; i < count; i += blockDim.x) s += x[((i / L) * C + c) * L + i % L];
-    const T m = block_sum(s, shared) / (T)count;
-    T q = 0;
-    for (long long i = threadIdx.x; i < count; i += blockDim.x) {
-        const T d = x[((i / L) * C + c) * L + i % L] - m;
-        q += d * d;
-    }
-    const T v = block_sum(q, shared) / (T)count;
-    const T r = rsqrt(v + eps);
-    if (threadIdx.x == 0) {
-        mean[c] = m;
-        var[c] = v;
-        rstd[c] = r;
-        if (rm) rm[c] = rm[c] * keep + m * mom;
-        if (rv) rv[c] = rv[c] * keep + (v * unbias) * mom;
-        if (batches && c == 0) *batches += 1;
-    }
-    const T wc = w ? w[c] : (T)1, bc = b ? b[c] : (T)0;
-    for (long long i = threadIdx.x; i < count; i += blockDim.x) {
-        const long long j = ((i / L) * C + c) * L + i % L;
-        y[j] = (x[j] - m) * r * wc + bc;
-    }
-}
-
-extern "C" __global__ void axonml_bn_backward(const T* g, const T* x, const T* mean, const T* rstd, const T* w,
-                                              T* sum_g, T* sum_gx, T inv_n, T* dx, int N, int C, int L) {
-    __shared__ T shared[32];
-    const int c = blockIdx.x;
-    const long long count = (long long)N * L;
-    const T m = mean[c], r = rstd[c];
-    T a = 0, b = 0;
-    for (long long i = threadIdx.x; i < count; i += blockDim.x) {
-        const long long j = ((i / L) * C + c) * L + i % L;
-        a += g[j];
-        b += g[j] * ((x[j] - m) * r);
-    }
-    a = block_sum(a, shared);
-    b = block_sum(b, shared);
-    if (threadIdx.x == 0) {
-        sum_g[c] = a;
-        sum_gx[c] = b;
-    }
-    if (!dx) return;
-    const T scale = r * (w ? w[c] : (T)1);
-    for (long long i = threadIdx.x; i < count; i += blockDim.x) {
-        const long long j = ((i / L) * C + c) * L + i % L;
-        dx[j] = (g[j] - ((x[j] - m) * r) * (b * inv_n) - a * inv_n) * scale;
-    }
-}
-"""
-_FUSED_MAX = 1 << 16
-
 # One thread per element; the channel of element i of a contiguous (N, C, L) array is (i / L) % C.
 # Raw kernels, not CuPy ElementwiseKernels: those broadcast (1, C, 1) per-channel arrays on the host
 # at every call, which cost more CPU time than the launch. Null weight/bias pointers stand for 1 and 0.
@@ -164,7 +97,7 @@ _MAX_BLOCKS = 4096
 
 
 # The four kernels' source per index type: BLOCK_REDUCE's kernel cache compiles each once per dtype.
-_SOURCES = {idx: f"typedef {idx} IDX;\n" + _REDUCE + _FUSED + _ELEMENTWISE for idx in ("int", "long long")}
+_SOURCES = {idx: f"typedef {idx} IDX;\n" + _REDUCE + _ELEMENTWISE for idx in ("int", "long long")}
 
 
 def _kernel(xp: Any, name: str, x: Any) -> Any:
@@ -225,13 +158,9 @@ def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float,
     else:
         update = (_or_null(running.mean), _or_null(running.var), T(1.0 - running.momentum), T(running.momentum),
                   T(running.unbias), _or_null(running.count))
+    _kernel(xp, "axonml_bn_stats", x3)((c,), (_THREADS,), (x3, mean, var, rstd, np.int32(n), np.int32(c),
+                                                        np.int32(length), T(eps), *update))
     y = xp.ndarray(x3.shape, dt)
-    sizes = (np.int32(n), np.int32(c), np.int32(length))
-    if n * length <= _FUSED_MAX:
-        _kernel(xp, "axonml_bn_forward", x3)((c,), (_THREADS,), (x3, mean, var, rstd, *sizes, T(eps), *update,
-                                                              _pointer(weight), _pointer(bias), y))
-        return y, mean, var, rstd
-    _kernel(xp, "axonml_bn_stats", x3)((c,), (_THREADS,), (x3, mean, var, rstd, *sizes, T(eps), *update))
     _elementwise(xp, "axonml_bn_normalize", x3, x3, mean, rstd, _pointer(weight), _pointer(bias), y)
     return y, mean, var, rstd
 
@@ -247,13 +176,8 @@ def backward(xp: Any, g3: Any, x3: Any, mean: Any, rstd: Any, weight: Any, n: in
     dt = x3.dtype
     # two allocations: these become the weight's and bias's .grad, which take over buffers nothing else shares
     sum_g, sum_gx = xp.ndarray((c,), dt), xp.ndarray((c,), dt)
-    sizes = (np.int32(batch), np.int32(c), np.int32(length))
-    if batch * length <= _FUSED_MAX:
-        dx = xp.ndarray(x3.shape, dt) if need_x else None
-        _kernel(xp, "axonml_bn_backward", x3)((c,), (_THREADS,), (g3, x3, mean, rstd, _pointer(weight), sum_g, sum_gx,
-                                                                 dt.type(1.0 / n), _or_null(dx), *sizes))
-        return sum_g, sum_gx, dx
-    _kernel(xp, "axonml_bn_grad_sums", x3)((c,), (_THREADS,), (g3, x3, mean, rstd, sum_g, sum_gx, *sizes))
+    _kernel(xp, "axonml_bn_grad_sums", x3)((c,), (_THREADS,), (g3, x3, mean, rstd, sum_g, sum_gx, np.int32(batch),
+                                                            np.int32(c), np.int32(length)))
     if not need_x:
         return sum_g, sum_gx, None
     dx = xp.ndarray(x3.shape, dt)
