@@ -43,3 +43,19 @@ def test_a_failing_check_raises_and_leaves_the_rest_pending() -> None:
     assert seen == [] and len(checks._PENDING) == 1
     checks.run_pending()
     assert seen == [6]
+
+
+def test_run_ready_runs_only_what_has_arrived() -> None:
+    import cupy as cp
+
+    seen: list[int] = []
+    spin = cp.RawKernel(r'''extern "C" __global__ void spin(long long n) {
+        const long long t0 = clock64(); while (clock64() - t0 < n) {} }''', "spin")
+    checks.defer(cp, cp.full(1, 1), lambda v: seen.append(int(v[0])))
+    cp.cuda.Device().synchronize()
+    spin((1,), (1,), (np.int64(200_000_000),))  # ~0.1 s of GPU time before the second copy
+    checks.defer(cp, cp.full(1, 2), lambda v: seen.append(int(v[0])))
+    checks.run_ready()
+    assert seen == [1] and len(checks._PENDING) == 1
+    checks.run_pending()
+    assert seen == [1, 2]

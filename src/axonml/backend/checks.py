@@ -7,7 +7,8 @@ host would otherwise spend queueing the backward. Instead the op copies the valu
 host memory behind an event (:func:`defer`), and the check runs at the next point where the host waits
 for the GPU anyway (:func:`run_pending`):
 
-- the end of a backward pass;
+- the end of a backward pass, for the values that have arrived by then (:func:`run_ready`: waiting there
+  would make the host wait for the GPU to finish the forward pass);
 - a read of a tensor's values on the host (``item()``, ``tolist()``, ``numpy()``, ``cpu()``, ``float(t)``)
   and ``axonml.cuda.synchronize()``;
 - the next call of an op that defers a check.
@@ -54,4 +55,11 @@ def run_pending() -> None:
     while _PENDING:
         pending = _PENDING.pop(0)
         pending.event.synchronize()
+        pending.check(pending.values)
+
+
+def run_ready() -> None:
+    """Run the deferred checks whose values have arrived, oldest first, without waiting for the others."""
+    while _PENDING and _PENDING[0].event.done:
+        pending = _PENDING.pop(0)
         pending.check(pending.values)

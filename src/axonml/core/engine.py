@@ -173,7 +173,7 @@ def run_backward(
                 node.release()
     finally:
         GRAD_ENABLED.reset(prev)
-    checks.run_pending()  # what ops deferred (cross entropy's targets), now that the whole backward is queued
+    checks.run_ready()  # what ops deferred (cross entropy's targets) and the GPU has computed by now
 
     if capture is None:
         return None

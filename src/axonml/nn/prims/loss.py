@@ -180,8 +180,9 @@ class CrossEntropyCuda(CrossEntropy):
     Called as ``CrossEntropyCuda.apply(x, targets, ignore_index, reduction)`` with x (N, C) or (C,)
     float32/float64 and the integer targets as given: the kernels skip ignored targets and find
     the range of the others, which is checked without stalling the host (``backend.checks``: at
-    the end of the backward, the next read of a value, or the next call; not inside a CUDA graph
-    capture, which cannot read values). Rows with a bad target read no logit at it.
+    the end of the backward if the values have arrived, else at the next read of a value or the
+    next call; not inside a CUDA graph capture, which cannot read values). Rows with a bad target
+    read no logit at it.
     """
 
     @staticmethod
