@@ -161,6 +161,8 @@ def _operand(cp: Any, x: Any, batch: tuple[int, ...]) -> tuple[Any, int, int, in
     view of one is op T. Anything else (other strides, broadcast batch dims that are not a
     single stride-0 batch) is copied to contiguous first.
     """
+    if x.ndim == 2 and x.flags.c_contiguous and x.data.ptr % x.itemsize == 0:  # the commonest case, at once
+        return x, _OP_N, max(x.shape[1], 1), 0
     r, c = x.shape[-2], x.shape[-1]
     item = x.itemsize
     layout = _layout(x, r, c, item)
