@@ -400,20 +400,18 @@ def _rebuild(data: np.ndarray, device: str, requires_grad: bool) -> Tensor:
 _new = object.__new__
 
 
+# what a new tensor's other slots start as (besides its array, its device and a version box of its own)
+_FRESH = (("_requires_grad", False), ("_grad", None), ("_grad_fn", None), ("_output_nr", 0), ("_base", None),
+          ("_tangent", None), ("_grad_acc", None), ("_retains_grad", False), ("_vfn", None), ("_leaf_hooks", None))
+
+
 def _init(t: Tensor, data: Any, device: Device) -> None:
+    """Give ``t`` (made by ``Tensor.__init__`` or a subclass) the slots :meth:`Tensor._make` sets."""
     t._data = data
     t._device = device
-    t._requires_grad = False
-    t._grad = None
-    t._grad_fn = None
-    t._output_nr = 0
     t._version = [0]
-    t._base = None
-    t._tangent = None
-    t._grad_acc = None
-    t._retains_grad = False
-    t._vfn = None
-    t._leaf_hooks = None
+    for name, value in _FRESH:
+        setattr(t, name, value)
 
 
 def _wrap_dim(dim: int, ndim: int) -> int:
