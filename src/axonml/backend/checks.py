@@ -29,8 +29,7 @@ _D2H = 2  # cudaMemcpyDeviceToHost
 
 class _Pending(NamedTuple):
     event: Any  # recorded after the copy
-    values: np.ndarray  # the copy, in page-locked host memory
-    memory: Any  # that memory (kept alive until the check ran)
+    values: np.ndarray  # the copy, a view of page-locked host memory (which it keeps alive)
     check: Callable[[np.ndarray], None]
 
 
@@ -46,7 +45,7 @@ def defer(cp: Any, values: Any, check: Callable[[np.ndarray], None]) -> None:
     cp.cuda.runtime.memcpyAsync(host.ctypes.data, values.data.ptr, values.nbytes, _D2H, stream.ptr)
     event = cp.cuda.Event(block=False, disable_timing=True)
     event.record(stream)
-    _PENDING.append(_Pending(event, host, memory, check))
+    _PENDING.append(_Pending(event, host, check))
 
 
 def run_pending() -> None:

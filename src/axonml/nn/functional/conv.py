@@ -89,7 +89,12 @@ _CHECKED: dict[tuple[Any, ...], tuple[ConvGeom, bool]] = {}
 def _conv(op: str, n: int, x: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padding: Any,
           dilation: Any, groups: int) -> Tensor:
     key = _call_key(op, x, weight, bias, stride, padding, dilation, groups)
-    found = None if key is None else _CHECKED.get(key)
+    found = None
+    if key is not None:
+        try:
+            found = _CHECKED.get(key)
+        except TypeError:  # an unhashable argument (a list): checked at every call
+            key = None
     if found is None:
         found = _checked_geometry(op, n, x, weight, bias, stride, padding, dilation, groups)
         if key is not None:
@@ -103,20 +108,15 @@ def _conv(op: str, n: int, x: Tensor, weight: Tensor, bias: Tensor | None, strid
 
 def _call_key(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any,
               groups: Any) -> tuple[Any, ...] | None:
-    """What the checks of a call depend on, or None when it cannot key the cache (a non-Tensor, a bool
-    argument, which equals 1 as a key but is refused, or an unhashable sequence)."""
+    """What the checks of a call depend on, or None when it cannot key the cache (a non-Tensor, or a bool
+    argument, which equals 1 as a key but is refused)."""
     if not (isinstance(x, Tensor) and isinstance(weight, Tensor) and (bias is None or isinstance(bias, Tensor))):
         return None
     if type(stride) is bool or type(padding) is bool or type(dilation) is bool:
         return None
     b = None if bias is None else (bias._data.shape, bias._data.dtype)
-    key = (op, x._data.shape, x._data.dtype, weight._data.shape, weight._data.dtype, b, stride, padding, dilation,
-           groups)
-    try:
-        hash(key)
-    except TypeError:  # lists
-        return None
-    return key
+    return (op, x._data.shape, x._data.dtype, weight._data.shape, weight._data.dtype, b, stride, padding, dilation,
+            groups)
 
 
 def _checked_geometry(op: str, n: int, x: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padding: Any,

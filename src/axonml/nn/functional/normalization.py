@@ -37,7 +37,7 @@ def _float_input(op: str, x: Any) -> Tensor:
 
 
 def _check_param(op: str, name: str, t: Tensor | None, shape: tuple[int, ...]) -> None:
-    if t is not None and tuple(t.shape) != shape:
+    if t is not None and t._data.shape != shape:
         raise ShapeError(f"{op}: {name} of shape {tuple(t.shape)}, expected {shape}")
 
 
@@ -108,11 +108,8 @@ def counted_batch_norm(input: Tensor, running_mean: Tensor | None, running_var: 
     if x.ndim < 2:
         raise ShapeError(f"batch_norm: expected an input of shape (N, C, *), got {tuple(x.shape)}")
     c = x._data.shape[1]
-    for t in (weight, bias, running_mean, running_var):
-        if t is not None and t._data.shape != (c,):  # the message names which one
-            for name, p in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                            ("running_var", running_var)):
-                _check_param("batch_norm", name, p, (c,))
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        _check_param("batch_norm", name, t, (c,))
     if momentum is None:
         raise TypeError("batch_norm: momentum must be a float (the module turns momentum=None into a factor)")
     if not training:

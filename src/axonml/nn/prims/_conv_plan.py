@@ -70,6 +70,9 @@ class _Plan:
         self._gpu_geometry: dict[tuple[int, int], Any] = {}
         self.lo = geom.pad_lo
         self.fused = xp is not np and len(size) <= 3
+        # a 1x1 convolution with stride 1 and no padding: its columns are its input
+        self.pointwise = (all(k == 1 for k in kernel) and all(s == 1 for s in geom.stride) and size == out
+                          and not any(geom.pad_lo))
         self.nk = math.prod(kernel)
         dil = geom.dilation
         # padded extent: the input with its padding, and at least what the windows reach

@@ -156,11 +156,6 @@ def _conv_forward(xp: Any, x: Any, w: Any, b: Any, geom: ConvGeom, osize: tuple[
     return plan.from_gmat(xp, y.reshape(Co, plan.M), b)
 
 
-def _pointwise(geom: ConvGeom, kernel: tuple[int, ...], size: tuple[int, ...], out: tuple[int, ...]) -> bool:
-    """A 1x1 convolution with stride 1 and no padding: its columns are its input."""
-    return all(k == 1 for k in kernel) and all(s == 1 for s in geom.stride) and size == out and not any(geom.pad_lo)
-
-
 def _pointwise_transposed_cuda(xp: Any, g: Any, w: Any, b: Any) -> Any:
     """``convT(g, w) + b`` of a 1x1, stride-1 convolution on CUDA: ``z[i] = W^T @ g[i]`` per sample, one batched
     GEMM writing (B, Ci, *S) in place (no columns, no col2im)."""
@@ -180,7 +175,7 @@ def _conv_forward_cuda(xp: Any, x: Any, w: Any, b: Any, plan: _Plan, geom: ConvG
     """
     B, Co = x.shape[0], w.shape[0]
     L = math.prod(out)
-    if _pointwise(geom, tuple(w.shape[2:]), tuple(x.shape[2:]), out):
+    if plan.pointwise:
         cols = xp.ascontiguousarray(x).reshape(B, x.shape[1], L)
     else:
         cols = plan.cols(xp, x).reshape(-1, B, L).transpose(1, 0, 2)  # (B, C * prod(K), L), a view
@@ -189,6 +184,15 @@ def _conv_forward_cuda(xp: Any, x: Any, w: Any, b: Any, plan: _Plan, geom: ConvG
     if b is not None:
         y += b.reshape((1, Co) + (1,) * len(out))
     return y
+
+
+def _on_threads(xp: Any, flops: float, fn: Any, *args: Any) -> Any:
+    """``fn(xp, *args)``, inside the CPU's thread scope for a convolution of ``flops`` (``_conv_cpu.scope``); on a
+    GPU directly (the scope is a generator context manager: host time at every call for nothing)."""
+    if xp is not np:
+        return fn(xp, *args)
+    with _cpu.scope(flops):
+        return fn(xp, *args)
 
 
 # ----- the primitives -------------------------------------------------------------------------------
@@ -202,11 +206,7 @@ class Conv(Primitive):
 
     @staticmethod
     def forward(ctx: Any, x: Any, w: Any, b: Any, geom: ConvGeom, osize: tuple[int, ...] | None) -> Any:
-        xp = ctx.xp
-        if xp is not np:  # the thread scope is the CPU's
-            return _conv_forward(xp, x, w, b, geom, osize)
-        with _cpu.scope(2.0 * x.size * w.size / max(x.shape[1], 1)):
-            return _conv_forward(xp, x, w, b, geom, osize)
+        return _on_threads(ctx.xp, 2.0 * x.size * w.size / max(x.shape[1], 1), _conv_forward, x, w, b, geom, osize)
 
     def backward(self, grad: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         x, w, b, geom, _ = self.inputs
@@ -244,11 +244,8 @@ class ConvTranspose(Primitive):
 
     @staticmethod
     def forward(ctx: Any, g: Any, w: Any, b: Any, geom: ConvGeom, size: tuple[int, ...]) -> Any:
-        xp = ctx.xp
-        if xp is not np:
-            return ConvTranspose._forward(xp, g, w, b, geom, size)
-        with _cpu.scope(2.0 * g.size * w.size / max(g.shape[1], 1)):
-            return ConvTranspose._forward(xp, g, w, b, geom, size)
+        return _on_threads(ctx.xp, 2.0 * g.size * w.size / max(g.shape[1], 1), ConvTranspose._forward, g, w, b, geom,
+                           size)
 
     @staticmethod
     def _forward(xp: Any, g: Any, w: Any, b: Any, geom: ConvGeom, size: tuple[int, ...]) -> Any:
@@ -266,9 +263,9 @@ class ConvTranspose(Primitive):
             return _conv_forward(xp, g, wf, b, ConvGeom((1,) * len(size), geom.dilation, lo, hi, geom.groups), size)
         kernel = tuple(w.shape[2:])
         G = geom.groups
-        if xp is not np and G == 1 and _pointwise(geom, kernel, size, tuple(g.shape[2:])):
-            return _pointwise_transposed_cuda(xp, g, w, b)
         plan = _plan(xp, geom, g.shape[0], size, kernel, tuple(g.shape[2:]), w.shape[0] // G)
+        if xp is not np and G == 1 and plan.pointwise:
+            return _pointwise_transposed_cuda(xp, g, w, b)
         gm = _grouped(plan.gmat(xp, g), G)
         if G > 1:
             wm = w.reshape(G, w.shape[0] // G, -1).transpose(0, 2, 1)
@@ -304,11 +301,8 @@ class ConvWeight(Primitive):
 
     @staticmethod
     def forward(ctx: Any, x: Any, g: Any, geom: ConvGeom, kernel: tuple[int, ...]) -> Any:
-        xp = ctx.xp
-        if xp is not np:
-            return ConvWeight._forward(xp, x, g, geom, kernel)
-        with _cpu.scope(2.0 * x.size * g.shape[1] * math.prod(kernel) / geom.groups):
-            return ConvWeight._forward(xp, x, g, geom, kernel)
+        return _on_threads(ctx.xp, 2.0 * x.size * g.shape[1] * math.prod(kernel) / geom.groups, ConvWeight._forward,
+                           x, g, geom, kernel)
 
     @staticmethod
     def _forward(xp: Any, x: Any, g: Any, geom: ConvGeom, kernel: tuple[int, ...]) -> Any:
