@@ -23,7 +23,7 @@ extern "C" __global__ void test_launch_mix(const float* x, double* out, const lo
 
 
 class _FakeArray:
-    pass
+    """Stands in for ``cupy.ndarray`` as the array type ``_layout`` packs as a pointer (no CuPy on CI)."""
 
 
 def test_layout_refuses_python_numbers_and_too_many_arguments() -> None:
