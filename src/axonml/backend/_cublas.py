@@ -26,7 +26,7 @@ _WORKSPACE_BYTES = 32 << 20
 _DTYPES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 14}
 _CODES = {"f": 0, "d": 1, "e": 2, "E": 14}  # the same by dtype.char (``dtype.name`` is computed in Python)
 _COMPUTE_32F, _COMPUTE_64F = 68, 70
-_OP_N, _OP_T = 0, 1
+OP_N, OP_T = 0, 1  # cublasOperation_t: as stored, transposed
 _GEMM_DEFAULT = -1
 
 
@@ -75,7 +75,7 @@ class Blas:
         k = a.shape[1]
         a3, op_a, ld_a, _ = _operand(self.cp, a, ())
         b3, op_b, ld_b, st_b = _operand(self.cp, b, (nb,))
-        self._gemm(out.dtype, op_b, op_a, n, m, k, b3, ld_b, st_b, a3, ld_a, 0, out, nb)
+        self.gemm(out.dtype, op_b, op_a, n, m, k, b3, ld_b, st_b, a3, ld_a, 0, out, nb)
         return out
 
     def product(self, a: Any, b: Any, out: Any = None) -> Any:
@@ -89,7 +89,7 @@ class Blas:
         elif m and n:
             a2, op_a, ld_a, _ = _operand(self.cp, a, ())
             b2, op_b, ld_b, _ = _operand(self.cp, b, ())
-            self._gemm(a.dtype, op_b, op_a, n, m, k, b2, ld_b, 0, a2, ld_a, 0, c, 1)
+            self.gemm(a.dtype, op_b, op_a, n, m, k, b2, ld_b, 0, a2, ld_a, 0, c, 1)
         return c
 
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
@@ -129,7 +129,7 @@ class Blas:
         elif c.size:
             a3, op_a, ld_a, st_a = _operand(cp, a, batch)
             b3, op_b, ld_b, st_b = _operand(cp, b, batch)
-            self._gemm(dt, op_b, op_a, n, m, k, b3, ld_b, st_b, a3, ld_a, st_a, c, nb)
+            self.gemm(dt, op_b, op_a, n, m, k, b3, ld_b, st_b, a3, ld_a, st_a, c, nb)
         if vec_a:
             c = c[..., 0, :]
         if vec_b:
@@ -139,9 +139,12 @@ class Blas:
             return out
         return c
 
-    def _gemm(self, dt: Any, op1: int, op2: int, m: int, n: int, k: int, x: Any, ldx: int, sx: int,
+    def gemm(self, dt: Any, op1: int, op2: int, m: int, n: int, k: int, x: Any, ldx: int, sx: int,
               y: Any, ldy: int, sy: int, c: Any, nb: int) -> None:
-        """Column-major ``c = op1(x) @ op2(y)`` over ``nb`` strided batches."""
+        """Column-major ``c = op1(x) @ op2(y)`` over ``nb`` strided batches: ``c`` (m, n) with leading dim ``m``
+        and batch stride ``m * n``; ``x``, ``y`` arrays with leading dims ``ldx``, ``ldy`` and batch strides ``sx``,
+        ``sy`` (elements; 0 shares one matrix), ``op1``/``op2`` :data:`OP_N` or :data:`OP_T`, ``dt`` their
+        float dtype. The raw call, for callers that work out their operands' layouts once."""
         assert Blas._lib is not None
         scalar: type[ctypes.c_double] | type[ctypes.c_float] = ctypes.c_double if dt == np.float64 else ctypes.c_float
         one, zero = scalar(1.0), scalar(0.0)
@@ -162,7 +165,7 @@ def _operand(cp: Any, x: Any, batch: tuple[int, ...]) -> tuple[Any, int, int, in
     single stride-0 batch) is copied to contiguous first.
     """
     if x.ndim == 2 and x.flags.c_contiguous and x.data.ptr % x.itemsize == 0:  # the commonest case, at once
-        return x, _OP_N, max(x.shape[1], 1), 0
+        return x, OP_N, max(x.shape[1], 1), 0
     r, c = x.shape[-2], x.shape[-1]
     item = x.itemsize
     layout = _layout(x, r, c, item)
@@ -175,7 +178,7 @@ def _operand(cp: Any, x: Any, batch: tuple[int, ...]) -> tuple[Any, int, int, in
         return x, op, ld, 0  # one matrix shared by every batch
     if x.shape[:-2] != batch:
         x = cp.ascontiguousarray(cp.broadcast_to(x, (*batch, r, c)))
-        op, ld = _OP_N, c
+        op, ld = OP_N, c
     bstrides = x.strides[:-2]
     step = bstrides[-1] if bstrides else r * c * item
     # the batch dims must fold into one stride: contiguous among themselves
@@ -183,7 +186,7 @@ def _operand(cp: Any, x: Any, batch: tuple[int, ...]) -> tuple[Any, int, int, in
     for size, st in zip(reversed(x.shape[:-2]), reversed(bstrides)):
         if size != 1 and st != expect:
             x = cp.ascontiguousarray(x)
-            return x, _OP_N, c, r * c
+            return x, OP_N, c, r * c
         expect = st * size
     return x, op, ld, step // item
 
@@ -195,9 +198,9 @@ def _layout(x: Any, r: int, c: int, item: int) -> tuple[int, int] | None:
     if x.data.ptr % item:
         return None
     if (s_c == item or c == 1) and (r == 1 or (s_r >= c * item and s_r % item == 0)):
-        return _OP_N, max(c if r == 1 else s_r // item, 1)
+        return OP_N, max(c if r == 1 else s_r // item, 1)
     if (s_r == item or r == 1) and (c == 1 or (s_c >= r * item and s_c % item == 0)):
-        return _OP_T, max(r if c == 1 else s_c // item, 1)
+        return OP_T, max(r if c == 1 else s_c // item, 1)
     return None
 
 
@@ -219,7 +222,7 @@ class EagerBlas(Blas):
     def bind(self, stream_ptr: int) -> None:  # pragma: no cover - CuPy binds its handle itself
         raise RuntimeError("EagerBlas uses CuPy's handle, which CuPy binds to the current stream")
 
-    def _gemm(self, dt: Any, op1: int, op2: int, m: int, n: int, k: int, x: Any, ldx: int, sx: int,
+    def gemm(self, dt: Any, op1: int, op2: int, m: int, n: int, k: int, x: Any, ldx: int, sx: int,
               y: Any, ldy: int, sy: int, c: Any, nb: int) -> None:
         wide = dt == np.float64
         one, zero = self._pointers[np.float64 if wide else np.float32]

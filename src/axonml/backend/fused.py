@@ -33,7 +33,7 @@ import numpy as np
 from .device import Device
 from .launch import Launcher
 
-__all__ = ["FUSED_DTYPES", "Kernel", "elementwise", "fusable"]
+__all__ = ["FUSED_DTYPES", "Kernel", "elementwise", "fusable", "grid"]
 
 # The dtypes the preamble's helpers are written for (float16 arithmetic and bfloat16 are left to CuPy's ufuncs).
 FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -182,12 +182,33 @@ class Kernel:
         if n:
             fn = self._direct.get((dtype.char, arrays))
             if fn is None:
-                fn = self._direct[dtype.char, arrays] = _build_direct(self, params, dtype.char, arrays)
-            fn((min(_MAX_BLOCKS, -(-n // _THREADS)),), (_THREADS,), (*args, np.int64(n)))
+                fn = self.launcher(dtype.char, arrays)
+            fn(*grid(n), (*args, np.int64(n)))
         return True
+
+    def launcher(self, char: str, arrays: int) -> Launcher:
+        """The raw kernel for float type ``char`` (``"f"`` or ``"d"``) with arrays at the argument positions set in
+        ``arrays`` (bit i: argument i, counted after the inputs the body never names), built once.
+
+        For callers that make the same call many times (a convolution's recipe) and have checked what
+        ``__call__`` checks: every array C-contiguous and of the kernel's types. Launch it with
+        ``launcher(*grid(n), (*args, np.int64(n)))`` for ``n`` elements.
+        """
+        fn = self._direct.get((char, arrays))
+        if fn is None:
+            if self._params is None:
+                raise TypeError(f"{self.name} has parameters a raw launch does not handle: {self.in_params}")
+            fn = self._direct[char, arrays] = _build_direct(self, self._params, char, arrays)
+        return fn
 
     def __repr__(self) -> str:
         return f"Kernel({self.name!r}, in=({self.in_params}), out=({self.out_params}))"
+
+
+def grid(n: int) -> tuple[tuple[int], tuple[int]]:
+    """(grid, block) of a raw elementwise launch over ``n`` elements (a grid-stride loop covers what the grid
+    does not)."""
+    return (min(_MAX_BLOCKS, -(-n // _THREADS)),), (_THREADS,)
 
 
 _CACHE: dict[tuple[str, str, str, str], Kernel] = {}

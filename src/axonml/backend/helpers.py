@@ -80,9 +80,17 @@ def batched_matmul(xp: Any, a: Any, b: Any, out: Any) -> Any:
     C-contiguous, one float dtype. A ``b`` whose matrices have evenly strided rows (column blocks of a wider
     matrix, a fixed stride apart) is read in place, where CuPy's matmul copies it first: convolutions write
     their output layout with it."""
+    return blas(xp).batched(a, b, out)
+
+
+def blas(xp: Any) -> _cublas.Blas:
+    """The cuBLAS entry of the moment on CuPy: the capture's handle inside a CUDA graph capture, else the one
+    through CuPy's own handle. Its ``gemm`` is the raw column-major call (``OP_N``/``OP_T`` of this module)."""
     capture = current_capture()
-    blas = capture.blas if capture is not None else _cublas.eager(xp)
-    return blas.batched(a, b, out)
+    return capture.blas if capture is not None else _cublas.eager(xp)
+
+
+OP_N, OP_T = _cublas.OP_N, _cublas.OP_T
 
 
 def value_range(xp: Any, a: Any) -> tuple[int, int]:

@@ -41,6 +41,7 @@ from . import _conv_cpu as _cpu
 from . import _conv_cpu_direct as _direct
 from . import _conv_cpu_winograd as _wino
 from . import _conv_plan
+from ._conv_cuda_recipe import Recipe
 from ._conv_plan import ConvGeom, _Plan, sharing_gmat
 
 __all__ = ["Conv", "ConvGeom", "ConvTranspose", "ConvWeight"]
@@ -186,6 +187,32 @@ def _conv_forward_cuda(xp: Any, x: Any, w: Any, b: Any, plan: _Plan, geom: ConvG
     return y
 
 
+# (device, geometry, input and weight shapes and dtypes, output size) -> the call's Recipe, or None where the
+# general path runs (groups, dtypes, empty or 4-D-or-more shapes)
+_RECIPES: dict[tuple[Any, ...], Recipe | None] = {}
+
+
+def _cuda_recipe(xp: Any, x: Any, w: Any, geom: ConvGeom, osize: tuple[int, ...] | None) -> Recipe | None:
+    """The cached :class:`Recipe` of a CUDA convolution call, or None when the general path is to run it."""
+    key = (xp.cuda.runtime.getDevice(), geom, x.shape, w.shape, x.dtype, w.dtype, osize)
+    try:
+        return _RECIPES[key]
+    except KeyError:
+        pass
+    found = None
+    kernel = tuple(w.shape[2:])
+    if (geom.groups == 1 and 1 <= len(kernel) <= 3 and x.dtype == w.dtype and x.dtype.char in "fd"
+            and x.size and w.size):
+        out = osize or geom.out_size(tuple(x.shape[2:]), kernel)
+        if all(o > 0 for o in out):
+            plan = _plan(xp, geom, x.shape[0], tuple(x.shape[2:]), kernel, out, w.shape[0], x.shape[1], x.dtype)
+            found = Recipe(xp, plan, x.shape[1], w.shape[0], x.dtype)
+    if len(_RECIPES) > 256:  # shapes that keep changing (varying batch sizes) must not grow it forever
+        _RECIPES.clear()
+    _RECIPES[key] = found
+    return found
+
+
 def _on_threads(xp: Any, flops: float, fn: Any, *args: Any) -> Any:
     """``fn(xp, *args)``, inside the CPU's thread scope for a convolution of ``flops`` (``_conv_cpu.scope``); on a
     GPU directly (the scope is a generator context manager: host time at every call for nothing)."""
@@ -203,26 +230,40 @@ class Conv(Primitive):
     """
 
     saves = "inputs"
+    recipe: Recipe | None = None  # set by a CUDA forward that has one: its backward follows it
 
     @staticmethod
     def forward(ctx: Any, x: Any, w: Any, b: Any, geom: ConvGeom, osize: tuple[int, ...] | None) -> Any:
-        return _on_threads(ctx.xp, 2.0 * x.size * w.size / max(x.shape[1], 1), _conv_forward, x, w, b, geom, osize)
+        xp = ctx.xp
+        if xp is not np:
+            recipe = _cuda_recipe(xp, x, w, geom, osize)
+            if recipe is not None:
+                ctx.recipe = recipe
+                return recipe.forward(x, w, b)
+        return _on_threads(xp, 2.0 * x.size * w.size / max(x.shape[1], 1), _conv_forward, x, w, b, geom, osize)
 
     def backward(self, grad: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         x, w, b, geom, _ = self.inputs
         ex, ew, eb = self.next_edges[:3]
         size, kernel = x._data.shape[2:], w._data.shape[2:]
         gx = gw = None
-        with sharing_gmat():  # both gradients read ``grad`` as the same (Co, M) matrix
-            if arrays_only():  # nothing recorded: the adjoints' array code, without a graph node each
-                g, dev = grad._data, self.device
-                if ex is not None:
-                    gx = Tensor._make(ConvTranspose.forward(self, g, w._data, None, geom, size), dev)
-                if ew is not None:
-                    gw = Tensor._make(ConvWeight.forward(self, x._data, g, geom, kernel), dev)
-            else:
-                gx = ConvTranspose.apply(grad, w, None, geom, size) if ex is not None else None
-                gw = ConvWeight.apply(x, grad, geom, kernel) if ew is not None else None
+        recipe = self.recipe
+        if recipe is not None and grad._data.dtype == recipe.dtype and arrays_only():  # the forward's CUDA recipe
+            dev = self.device
+            gx_data, gw_data = recipe.backward(grad._data, x._data, w._data, ex is not None, ew is not None)
+            gx = None if gx_data is None else Tensor._make(gx_data, dev)
+            gw = None if gw_data is None else Tensor._make(gw_data, dev)
+        else:
+            with sharing_gmat():  # both gradients read ``grad`` as the same (Co, M) matrix
+                if arrays_only():  # nothing recorded: the adjoints' array code, without a graph node each
+                    g, dev = grad._data, self.device
+                    if ex is not None:
+                        gx = Tensor._make(ConvTranspose.forward(self, g, w._data, None, geom, size), dev)
+                    if ew is not None:
+                        gw = Tensor._make(ConvWeight.forward(self, x._data, g, geom, kernel), dev)
+                else:
+                    gx = ConvTranspose.apply(grad, w, None, geom, size) if ex is not None else None
+                    gw = ConvWeight.apply(x, grad, geom, kernel) if ew is not None else None
         gb = _spatial_sum(grad) if b is not None and eb is not None else None
         return gx, gw, gb, None, None
 
