@@ -186,6 +186,25 @@ class Kernel:
             fn(*grid(n), (*args, np.int64(n)))
         return True
 
+    def over(self, *arrays: Any) -> None:
+        """Launch over CuPy arrays the caller has checked are of one shape and one dtype of :data:`FUSED_DTYPES`,
+        one per parameter (inputs, then outputs; a kernel of elementwise ``T`` arrays only, no scalars), without
+        the checks of a general call: a unary or binary op's launch (ReLU, add) every layer makes. An array that
+        is not C-contiguous sends the call the general way."""
+        for a in arrays:
+            if not a.flags.c_contiguous:
+                self(*arrays)
+                return
+        Kernel.launches += 1
+        a0 = arrays[0]
+        n = a0.size
+        if n:
+            every = (1 << len(arrays)) - 1
+            fn = self._direct.get((a0.dtype.char, every))
+            if fn is None:
+                fn = self.launcher(a0.dtype.char, every)
+            fn(*grid(n), (*arrays, np.int64(n)))
+
     def launcher(self, char: str, arrays: int) -> Launcher:
         """The raw kernel for float type ``char`` (``"f"`` or ``"d"``) with arrays at the argument positions set in
         ``arrays`` (bit i: argument i, counted after the inputs the body never names), built once.

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-_THREAD = threading.local()  # ``ready``: this thread has a current CUDA context (the driver API needs one)
+_THREAD = threading.local()  # ``scratch``: this thread's parameter buffer (see ``_thread_scratch``)
 _SLOT = 8  # bytes per argument: every parameter type here is at most 8 bytes wide and 8-byte alignment suits all
 _MAX_ARGS = 32
 _CODES: dict[type, str] = {np.int8: "b", np.uint8: "B", np.int16: "h", np.uint16: "H", np.int32: "i", np.uint32: "I",
@@ -51,24 +51,19 @@ class Launcher:
     The kernel runs on the current device, loaded there at its first launch (as CuPy's ``RawKernel`` does).
     """
 
-    __slots__ = ("kernel", "_functions", "_buffer", "_params", "_params_ptr", "_layouts", "_lock")
+    __slots__ = ("kernel", "_functions", "_layouts")
 
     def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
         self._functions: dict[int, int] = {}  # device id -> the loaded function's handle
-        self._buffer = ctypes.create_string_buffer(_SLOT * _MAX_ARGS)
-        base = ctypes.addressof(self._buffer)
-        self._params = (ctypes.c_void_p * _MAX_ARGS)(*[base + _SLOT * i for i in range(_MAX_ARGS)])
-        self._params_ptr = ctypes.addressof(self._params)
         self._layouts: dict[tuple[type, ...], struct.Struct] = {}
-        self._lock = threading.Lock()  # one buffer per kernel: concurrent launches take turns packing it
 
     def __call__(self, grid: tuple[int, ...], block: tuple[int, ...], args: tuple[Any, ...],
                  shared_mem: int = 0) -> None:
         cuda = _CUDA or _bind()
-        if not getattr(_THREAD, "ready", False):  # a thread's first launch: the runtime makes the context current
-            cuda.runtime.free(0)
-            _THREAD.ready = True
+        scratch = getattr(_THREAD, "scratch", None)
+        if scratch is None:
+            scratch = _thread_scratch(cuda)
         device = cuda.get_device()
         function = self._functions.get(device)
         if function is None:
@@ -78,13 +73,24 @@ class Launcher:
         layout = self._layouts.get(key)
         if layout is None:
             layout = self._layouts[key] = _layout(key, ndarray)
-        values = [a.data.ptr if type(a) is ndarray else a for a in args]
-        gx, gy, gz = (*grid, 1, 1)[:3]
-        bx, by, bz = (*block, 1, 1)[:3]
-        stream = cuda.current_stream().ptr
-        with self._lock:
-            layout.pack_into(self._buffer, 0, *values)
-            cuda.launch(function, gx, gy, gz, bx, by, bz, shared_mem, stream, self._params_ptr, 0)
+        buffer, params = scratch
+        layout.pack_into(buffer, 0, *[a.data.ptr if type(a) is ndarray else a for a in args])
+        gx, gy, gz = grid if len(grid) == 3 else (*grid, 1, 1)[:3]
+        bx, by, bz = block if len(block) == 3 else (*block, 1, 1)[:3]
+        cuda.launch(function, gx, gy, gz, bx, by, bz, shared_mem, cuda.current_stream().ptr, params, 0)
+
+
+def _thread_scratch(cuda: _Cuda) -> tuple[Any, int]:
+    """This thread's parameter buffer and its array of argument addresses (the driver copies the arguments at
+    the launch, so every kernel can pack into one buffer per thread: no lock), made at the thread's first
+    launch, which also makes a CUDA context current (the driver API needs one; the runtime makes it)."""
+    cuda.runtime.free(0)
+    buffer = ctypes.create_string_buffer(_SLOT * _MAX_ARGS)
+    base = ctypes.addressof(buffer)
+    params = (ctypes.c_void_p * _MAX_ARGS)(*[base + _SLOT * i for i in range(_MAX_ARGS)])
+    _THREAD.scratch = scratch = (buffer, ctypes.addressof(params))
+    _THREAD.keep = params  # the address array lives as long as the thread
+    return scratch
 
 
 class _Cuda(NamedTuple):

@@ -190,7 +190,7 @@ class Relu(_FloatUnary):
         xp = ctx.xp
         if xp is not np and x.dtype in FUSED_DTYPES:  # a raw launch: half the host time of CuPy's maximum
             y = xp.ndarray(x.shape, x.dtype)
-            _RELU(x, y)
+            _RELU.over(x, y)
             return y
         return xp.maximum(x, 0)  # keeps integer dtypes, as torch.relu does
 
@@ -201,7 +201,7 @@ class Relu(_FloatUnary):
         out = self.output_array()
         if self.xp is not np and fusable(self.device, g, out):  # one launch where the line below makes two
             dx = self.xp.ndarray(g.shape, g.dtype)  # C order: the raw launch takes it (CuPy's kernel any layout)
-            _RELU_GRAD(g, out, dx)
+            _RELU_GRAD.over(g, out, dx)
             return dx
         if self.xp is np and g.shape == out.shape and g.dtype == out.dtype and g.dtype.kind == "f":
             # the 0/1 mask straight into a float buffer, then scaled in place: ~25% faster on NumPy

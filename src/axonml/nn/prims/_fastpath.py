@@ -135,4 +135,4 @@ def wrap(a: Any, like: Tensor | Any, device: Any) -> Tensor:
     shape, dtype = like
     if a.dtype != dtype:
         a = a.astype(dtype)
-    return Tensor._make(a.reshape(shape), device)
+    return Tensor._make(a if a.shape == shape else a.reshape(shape), device)

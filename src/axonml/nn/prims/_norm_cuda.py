@@ -6,14 +6,13 @@ layer. Here a forward is two launches (per-channel statistics, normalize-scale-s
 a backward two (per-channel sums, the input gradient), with the same formulas. The
 per-channel sums run one block per channel: CuPy's generic reductions over axes (0, 2)
 of an (N, C, L) array took 0.2-0.4 ms each on an H100 for a CIFAR ResNet layer.
-Inputs are contiguous (N, C, L) arrays in the compute dtype (float32 or float64);
-per-channel arrays are (C,) and contiguous.
+Inputs are (N, C, *S) arrays in the compute dtype (float32 or float64), read as contiguous (N, C, L) with
+L = prod(S) (no reshaped views: the kernels take the sizes); per-channel arrays are (C,) and contiguous.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -24,7 +23,7 @@ _THREADS = 256
 # One block per channel c; its threads stride over the channel's N * L values. ``block_sum`` is
 # ``_layernorm_cuda.BLOCK_REDUCE``'s (these kernels are compiled by its ``kernel``).
 _REDUCE = """
-extern "C" __global__ void axonml_bn_stats(const T* x, T* mean, T* var, T* rstd, int N, int C, int L, T eps,
+extern "C" __global__ void axonml_bn_stats(const T* x, T* mean, T* rstd, int N, int C, int L, T eps, T* var,
                                            T* rm, T* rv, T keep, T mom, T unbias, long long* batches) {
     __shared__ T shared[32];
     const int c = blockIdx.x;
@@ -42,8 +41,8 @@ extern "C" __global__ void axonml_bn_stats(const T* x, T* mean, T* var, T* rstd,
     const T v = block_sum(q, shared) / (T)count;
     if (threadIdx.x == 0) {
         mean[c] = m;
-        var[c] = v;
         rstd[c] = rsqrt(v + eps);
+        if (var) var[c] = v;  // null when the running statistics are updated here
         // the running statistics (null when absent), as the tensor ops round them
         if (rm) rm[c] = rm[c] * keep + m * mom;
         if (rv) rv[c] = rv[c] * keep + (v * unbias) * mom;
@@ -107,11 +106,11 @@ def _kernel(xp: Any, name: str, x: Any) -> Any:
 _NULL = np.uint64(0)
 
 
-@dataclass(frozen=True)
-class Running:
+class Running(NamedTuple):
     """The running statistics a training forward updates in place, as the statistics launch does it:
     ``stat = stat * (1 - momentum) + batch_stat * momentum`` (the variance unbiased by ``unbias``, n / (n - 1))
-    and ``count += 1``. Contiguous (C,) arrays of the compute dtype and an int64 scalar, each maybe None."""
+    and ``count += 1``. Contiguous (C,) arrays of the compute dtype and an int64 scalar, each maybe None.
+    (A named tuple: one is made at every batch norm call, and a tuple is built in C.)"""
 
     mean: Any
     var: Any
@@ -132,55 +131,64 @@ def _pointer(a: Any) -> Any:
     return a if a.flags.c_contiguous else a.copy()
 
 
-def _elementwise(xp: Any, name: str, x3: Any, *args: Any) -> None:
-    n, (_, c, length) = x3.size, x3.shape
+def _sizes(x: Any) -> tuple[int, int, int]:
+    """(N, C, L) of an (N, C, *S) array."""
+    n, c = x.shape[:2]
+    return n, c, x.size // (n * c) if n * c else 0
+
+
+def _elementwise(xp: Any, name: str, x: Any, c: int, length: int, *args: Any) -> None:
+    n = x.size
     blocks = min(_MAX_BLOCKS, -(-n // _THREADS))
     if n:
-        _kernel(xp, name, x3)((blocks,), (_THREADS,), (*args, np.int64(n) if n >= 2**31 else np.int32(n),
-                                                     np.int32(c), np.int32(length)))
+        _kernel(xp, name, x)((blocks,), (_THREADS,), (*args, np.int64(n) if n >= 2**31 else np.int32(n),
+                                                    np.int32(c), np.int32(length)))
 
 
-def forward(xp: Any, x3: Any, weight: Any, bias: Any, eps: float,
+def forward(xp: Any, x: Any, weight: Any, bias: Any, eps: float,
             running: Running | None = None) -> tuple[Any, Any, Any, Any]:
-    """(y, mean, biased var, 1/sqrt(var + eps)) of an (N, C, L) array; weight/bias (C,) or None.
+    """(y, mean, biased var, 1/sqrt(var + eps)) of an (N, C, *S) array; weight/bias (C,) or None.
 
-    ``running``: the running statistics' update (:class:`Running`), made by the statistics launch itself.
+    ``running``: the running statistics' update (:class:`Running`), made by the statistics launch itself; the
+    variance is then not returned (None: nothing else reads it).
     """
-    if not x3.flags.c_contiguous:
-        x3 = xp.ascontiguousarray(x3)
-    n, c, length = x3.shape
-    dt = x3.dtype
-    # ``ndarray``: ``empty`` wraps it in Python; three arrays: slicing one costs more host time than allocating
-    mean, var, rstd = xp.ndarray((c,), dt), xp.ndarray((c,), dt), xp.ndarray((c,), dt)
+    if not x.flags.c_contiguous:
+        x = xp.ascontiguousarray(x)
+    n, c, length = _sizes(x)
+    dt = x.dtype
+    # ``ndarray``: ``empty`` wraps it in Python; separate arrays: slicing one costs more host time than allocating
+    mean, rstd = xp.ndarray((c,), dt), xp.ndarray((c,), dt)
     T = dt.type
     if running is None:
-        update: tuple[Any, ...] = (_NULL, _NULL, T(0), T(0), T(0), _NULL)
+        var = xp.ndarray((c,), dt)
+        update: tuple[Any, ...] = (var, _NULL, _NULL, T(0), T(0), T(0), _NULL)
     else:
-        update = (_or_null(running.mean), _or_null(running.var), T(1.0 - running.momentum), T(running.momentum),
-                  T(running.unbias), _or_null(running.count))
-    _kernel(xp, "axonml_bn_stats", x3)((c,), (_THREADS,), (x3, mean, var, rstd, np.int32(n), np.int32(c),
-                                                        np.int32(length), T(eps), *update))
-    y = xp.ndarray(x3.shape, dt)
-    _elementwise(xp, "axonml_bn_normalize", x3, x3, mean, rstd, _pointer(weight), _pointer(bias), y)
+        var = None
+        update = (_NULL, _or_null(running.mean), _or_null(running.var), T(1.0 - running.momentum),
+                  T(running.momentum), T(running.unbias), _or_null(running.count))
+    _kernel(xp, "axonml_bn_stats", x)((c,), (_THREADS,), (x, mean, rstd, np.int32(n), np.int32(c),
+                                                       np.int32(length), T(eps), *update))
+    y = xp.ndarray(x.shape, dt)
+    _elementwise(xp, "axonml_bn_normalize", x, c, length, x, mean, rstd, _pointer(weight), _pointer(bias), y)
     return y, mean, var, rstd
 
 
-def backward(xp: Any, g3: Any, x3: Any, mean: Any, rstd: Any, weight: Any, n: int,
+def backward(xp: Any, g: Any, x: Any, mean: Any, rstd: Any, weight: Any, n: int,
              need_x: bool) -> tuple[Any, Any, Any]:
-    """(sum of g, sum of g * xhat, dx or None) per channel, for (N, C, L) arrays ``g3`` and ``x3``."""
-    if not g3.flags.c_contiguous:
-        g3 = xp.ascontiguousarray(g3)
-    if not x3.flags.c_contiguous:
-        x3 = xp.ascontiguousarray(x3)
-    batch, c, length = x3.shape
-    dt = x3.dtype
+    """(sum of g, sum of g * xhat, dx or None) per channel, for (N, C, *S) arrays ``g`` and ``x``."""
+    if not g.flags.c_contiguous:
+        g = xp.ascontiguousarray(g)
+    if not x.flags.c_contiguous:
+        x = xp.ascontiguousarray(x)
+    batch, c, length = _sizes(x)
+    dt = x.dtype
     # two allocations: these become the weight's and bias's .grad, which take over buffers nothing else shares
     sum_g, sum_gx = xp.ndarray((c,), dt), xp.ndarray((c,), dt)
-    _kernel(xp, "axonml_bn_grad_sums", x3)((c,), (_THREADS,), (g3, x3, mean, rstd, sum_g, sum_gx, np.int32(batch),
-                                                            np.int32(c), np.int32(length)))
+    _kernel(xp, "axonml_bn_grad_sums", x)((c,), (_THREADS,), (g, x, mean, rstd, sum_g, sum_gx, np.int32(batch),
+                                                           np.int32(c), np.int32(length)))
     if not need_x:
         return sum_g, sum_gx, None
-    dx = xp.ndarray(x3.shape, dt)
-    _elementwise(xp, "axonml_bn_grad_input", x3, g3, x3, mean, rstd, _pointer(weight), sum_g, sum_gx,
+    dx = xp.ndarray(x.shape, dt)
+    _elementwise(xp, "axonml_bn_grad_input", x, c, length, g, x, mean, rstd, _pointer(weight), sum_g, sum_gx,
                  dt.type(1.0 / n), dx)
     return sum_g, sum_gx, dx

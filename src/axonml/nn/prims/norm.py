@@ -226,15 +226,16 @@ class BatchNorm(Primitive):
         xp = ctx.xp
         ctx.eps = eps
         ct = compute_dtype(x.dtype)
-        x3 = as_compute(_channels(x), ct)
-        n = x3.shape[0] * x3.shape[2]
-        if xp is not np:
+        if xp is not np:  # the kernels read (N, C, *S) as (N, C, L) themselves
+            ctx.n = x.size // x.shape[1]
             w_c = None if weight is None else as_compute(weight, ct)
             b_c = None if bias is None else as_compute(bias, ct)
-            y, mean, var, rstd = _norm_cuda.forward(xp, x3, w_c, b_c, eps, running)
-            ctx.mean, ctx.rstd, ctx.n = mean, rstd, n
+            y, mean, var, rstd = _norm_cuda.forward(xp, as_compute(x, ct), w_c, b_c, eps, running)
+            ctx.mean, ctx.rstd = mean, rstd
             stats.extend((mean, var))
-            return y.reshape(x.shape).astype(x.dtype, copy=False)
+            return y if y.dtype == x.dtype else y.astype(x.dtype)
+        x3 = as_compute(_channels(x), ct)
+        n = x3.shape[0] * x3.shape[2]
         jit = _jit.kernels() if x3.dtype.char in "fd" else None
         if jit is not None:  # 3 fused passes where the NumPy calls below make 5
             y, mean, var, rstd = _bn_forward_jit(jit, x3, weight, bias, eps, ct)
@@ -264,17 +265,24 @@ class BatchNorm(Primitive):
         ex, ew, eb = self.next_edges[:3]
         need_x, need_w, need_b = ex is not None, ew is not None, eb is not None
         ct = compute_dtype(x._data.dtype)
+        if xp is not np:  # (N, C, *S) arrays as they are
+            w_c = None if w is None else as_compute(w._data, ct)
+            sum_g, sum_gx, dx = _norm_cuda.backward(xp, as_compute(grad._data, ct), as_compute(x._data, ct),
+                                                    self.mean, self.rstd, w_c, self.n, need_x)
+            return self._wrapped(w, b, need_w, need_b, sum_g, sum_gx, dx)
         g = as_compute(_channels(grad._data), ct)
         x3 = as_compute(_channels(x._data), ct)
-        jit = _jit.kernels() if xp is np and g.dtype.char in "fd" else None
-        if xp is not np:
-            w_c = None if w is None else as_compute(w._data, ct)
-            sum_g, sum_gx, dx = _norm_cuda.backward(xp, g, x3, self.mean, self.rstd, w_c, self.n, need_x)
-        elif jit is not None:  # 2 fused passes where the NumPy calls below make 8
+        jit = _jit.kernels() if g.dtype.char in "fd" else None
+        if jit is not None:  # 2 fused passes where the NumPy calls below make 8
             w_c = None if w is None or not need_x else as_compute(w._data, ct)
             sum_g, sum_gx, dx = _bn_backward_jit(jit, g, x3, self.mean, self.rstd, w_c, self.n, need_x)
         else:
             sum_g, sum_gx, dx = self._backward_arrays(xp, g, x3, None if w is None else as_compute(w._data, ct), need_x)
+        return self._wrapped(w, b, need_w, need_b, sum_g, sum_gx, dx)
+
+    def _wrapped(self, w: Tensor | None, b: Tensor | None, need_w: bool, need_b: bool, sum_g: Any, sum_gx: Any,
+                 dx: Any) -> tuple[Any, ...]:
+        """The gradients as Tensors of the inputs' shapes and dtypes: dx, dweight (sum of g * xhat), dbias."""
         return (None if dx is None else wrap(dx, self.input_meta[0], self.device),
                 wrap(sum_gx, self.input_meta[1], self.device) if w is not None and need_w else None,
                 wrap(sum_g, self.input_meta[2], self.device) if b is not None and need_b else None, None, None, None)
