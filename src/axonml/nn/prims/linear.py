@@ -14,9 +14,23 @@ from typing import Any
 import numpy as np
 
 from ...backend import matmul
+from ...backend.fused import FUSED_DTYPES, elementwise
 from ...core.function import Primitive
 from ...core.tensor import Tensor
 from ._fastpath import arrays_only, col_sum
+
+# ``out += bias`` over the rows of a C-contiguous (rows, n) product in a raw launch (CuPy's broadcasting add spends
+# several times its host time)
+_ADD_BIAS = elementwise("axonml_add_bias", "raw T b, int64 n", "T y", "y = y + b[i % n];")
+
+
+def _add_bias(xp: Any, out: Any, b: Any) -> None:
+    """``out += b`` for a 2-D product ``out`` and a (n,) bias."""
+    if (xp is not np and out.dtype in FUSED_DTYPES and b.dtype == out.dtype and out.flags.c_contiguous
+            and b.flags.c_contiguous):
+        _ADD_BIAS(b, np.int64(b.shape[0]), out)
+    else:
+        out += b
 
 
 class Linear(Primitive):
@@ -39,7 +53,7 @@ class Linear(Primitive):
         if out.dtype != x.dtype:  # NumPy returns bfloat16 products as float32; PyTorch keeps bfloat16
             out = out.astype(x.dtype)
         if b is not None:
-            out += b
+            _add_bias(xp, out, b)
         return out if x.ndim == 2 else out.reshape(*lead, w.shape[0])
 
     def backward(self, grad: Tensor) -> tuple[Any, Any, Any]:  # type: ignore[override]
