@@ -180,10 +180,7 @@ class Kernel:
             if t is not dtype.type:
                 return False
         if n:
-            fn = self._direct.get((dtype.char, arrays))
-            if fn is None:
-                fn = self.launcher(dtype.char, arrays)
-            fn(*grid(n), (*args, np.int64(n)))
+            self.launcher(dtype.char, arrays)(*grid(n), (*args, np.int64(n)))
         return True
 
     def over(self, *arrays: Any) -> None:
@@ -199,11 +196,7 @@ class Kernel:
         a0 = arrays[0]
         n = a0.size
         if n:
-            every = (1 << len(arrays)) - 1
-            fn = self._direct.get((a0.dtype.char, every))
-            if fn is None:
-                fn = self.launcher(a0.dtype.char, every)
-            fn(*grid(n), (*arrays, np.int64(n)))
+            self.launcher(a0.dtype.char, (1 << len(arrays)) - 1)(*grid(n), (*arrays, np.int64(n)))
 
     def launcher(self, char: str, arrays: int) -> Launcher:
         """The raw kernel for float type ``char`` (``"f"`` or ``"d"``) with arrays at the argument positions set in

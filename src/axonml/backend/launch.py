@@ -73,23 +73,23 @@ class Launcher:
         layout = self._layouts.get(key)
         if layout is None:
             layout = self._layouts[key] = _layout(key, ndarray)
-        buffer, params = scratch
+        buffer, params, _ = scratch
         layout.pack_into(buffer, 0, *[a.data.ptr if type(a) is ndarray else a for a in args])
         gx, gy, gz = grid if len(grid) == 3 else (*grid, 1, 1)[:3]
         bx, by, bz = block if len(block) == 3 else (*block, 1, 1)[:3]
         cuda.launch(function, gx, gy, gz, bx, by, bz, shared_mem, cuda.current_stream().ptr, params, 0)
 
 
-def _thread_scratch(cuda: _Cuda) -> tuple[Any, int]:
-    """This thread's parameter buffer and its array of argument addresses (the driver copies the arguments at
-    the launch, so every kernel can pack into one buffer per thread: no lock), made at the thread's first
-    launch, which also makes a CUDA context current (the driver API needs one; the runtime makes it)."""
+def _thread_scratch(cuda: _Cuda) -> tuple[Any, int, Any]:
+    """This thread's parameter buffer, the address of its array of argument addresses, and that array (kept
+    alive with it). The driver copies the arguments at the launch, so every kernel can pack into one buffer per
+    thread (no lock). Made at the thread's first launch, which also makes a CUDA context current (the driver
+    API needs one; the runtime makes it)."""
     cuda.runtime.free(0)
     buffer = ctypes.create_string_buffer(_SLOT * _MAX_ARGS)
     base = ctypes.addressof(buffer)
     params = (ctypes.c_void_p * _MAX_ARGS)(*[base + _SLOT * i for i in range(_MAX_ARGS)])
-    _THREAD.scratch = scratch = (buffer, ctypes.addressof(params))
-    _THREAD.keep = params  # the address array lives as long as the thread
+    _THREAD.scratch = scratch = (buffer, ctypes.addressof(params), params)
     return scratch
 
 
